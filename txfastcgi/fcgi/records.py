@@ -151,7 +151,11 @@ def streamEndChunks(recordType: int, requestId: int) -> list[bytes]:
 def encodeBeginRequestBody(role: int, flags: int) -> bytes:
     """
     The 8-byte body of BEGIN_REQUEST.
+
+    @raise LocalProtocolError: for a role or flags that do not fit their field.
     """
+    _checkField("role", role, 0xFFFF)
+    _checkField("flags", flags, 0xFF)
     return _FIXED_BODY.pack(role, flags)
 
 
@@ -170,7 +174,10 @@ def encodeEndRequestBody(appStatus: int, protocolStatus: int) -> bytes:
     """
     The 8-byte body of END_REQUEST; C{appStatus} is taken modulo 2**32 so that
     negative exit codes encode as C does.
+
+    @raise LocalProtocolError: for a protocol status that does not fit a byte.
     """
+    _checkField("protocol status", protocolStatus, 0xFF)
     return _END_BODY.pack(appStatus & 0xFFFFFFFF, protocolStatus)
 
 
@@ -188,7 +195,10 @@ def decodeEndRequestBody(content: bytes) -> tuple[int, int]:
 def encodeUnknownTypeBody(recordType: int) -> bytes:
     """
     The 8-byte body of UNKNOWN_TYPE naming the type we did not understand.
+
+    @raise LocalProtocolError: for a type that does not fit a byte.
     """
+    _checkField("record type", recordType, 0xFF)
     return _UNKNOWN_BODY.pack(recordType)
 
 
@@ -201,6 +211,11 @@ def decodeUnknownTypeBody(content: bytes) -> int:
     _checkFixedSize(RecordType.UNKNOWN_TYPE, len(content))
     (recordType,) = _UNKNOWN_BODY.unpack(content)
     return int(recordType)
+
+
+def _checkField(name: str, value: int, maximum: int) -> None:
+    if not 0 <= value <= maximum:
+        raise LocalProtocolError(f"{name} {value} out of range 0..{maximum}")
 
 
 def _checkFixedSize(recordType: int, length: int) -> None:
