@@ -360,6 +360,13 @@ def decodePairs(
 
 _HEADER_STATE, _CONTENT_STATE, _PADDING_STATE = range(3)
 
+_MAX_PIECES = 8
+"""
+Chunks of one record's content held by reference; past this many (content
+trickling in small chunks) they are copied into one buffer instead, so a
+record never costs more than about its own size however it is cut.
+"""
+
 
 class RecordReader:
     """
@@ -367,8 +374,9 @@ class RecordReader:
     returns the same records.
 
     It holds at most one record (content at most 65535 bytes).  Content that
-    arrives whole in one chunk is sliced out once; content split across chunks is
-    gathered by reference and joined once when complete.
+    arrives whole in one chunk is sliced out once; content split across a few
+    chunks is gathered by reference and joined once when complete; content split
+    across many small chunks is copied into one buffer as it arrives.
 
     States: reading a header, reading content, skipping padding.  After an
     error the reader is broken and raises the same error again.
@@ -382,6 +390,7 @@ class RecordReader:
         self._remaining = 0
         self._padding = 0
         self._pieces: list[memoryview] = []
+        self._partial: bytearray | None = None
         self._error: RemoteProtocolError | None = None
 
     @property
@@ -446,20 +455,32 @@ class RecordReader:
             elif state == _CONTENT_STATE:
                 available = end - pos
                 remaining = self._remaining
-                if not self._pieces and available >= remaining:
+                if not self._pieces and self._partial is None and available >= remaining:
                     content = data[pos : pos + remaining]
                     pos += remaining
                 else:
                     if view is None:
                         view = memoryview(data)
                     take = min(available, remaining)
-                    self._pieces.append(view[pos : pos + take])
+                    piece = view[pos : pos + take]
+                    if self._partial is not None:
+                        self._partial += piece
+                    elif len(self._pieces) < _MAX_PIECES:
+                        self._pieces.append(piece)
+                    else:
+                        self._partial = bytearray().join(self._pieces)
+                        self._partial += piece
+                        self._pieces = []
                     pos += take
                     self._remaining = remaining - take
                     if self._remaining:
                         break
-                    content = b"".join(self._pieces)
-                    self._pieces = []
+                    if self._partial is not None:
+                        content = bytes(self._partial)
+                        self._partial = None
+                    else:
+                        content = b"".join(self._pieces)
+                        self._pieces = []
                 records.append(Record(self._type, self._requestId, content))
                 self._state = _PADDING_STATE if self._padding else _HEADER_STATE
             else:
