@@ -7,6 +7,8 @@ from __future__ import annotations
 import ast
 import dataclasses
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, cast
 
@@ -899,6 +901,26 @@ def test_noTwistedImport() -> None:
             modules.append(node.module or "")
     assert modules
     assert not [m for m in modules if m.split(".")[0] == "twisted"]
+
+
+def test_noTwistedImportAtRuntime() -> None:
+    """
+    Importing L{txfastcgi.cgienv} in a fresh interpreter loads no Twisted
+    module.
+    """
+    code = (
+        "import sys, txfastcgi.cgienv; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'twisted'))"
+    )
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout.strip() == "[]"
 
 
 def test_nameCacheBounded(monkeypatch: pytest.MonkeyPatch) -> None:
