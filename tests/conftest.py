@@ -16,6 +16,17 @@ import pytest
 from tests import peers
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """
+    Skip (or fail, with TXFASTCGI_REQUIRE_PEERS=1) a test marked
+    C{@pytest.mark.peer("nginx")} when that program is missing.
+    """
+    for marker in item.iter_markers("peer"):
+        for name in marker.args:
+            peers.requireNamedPeer(name)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def stopPeersAtSessionEnd() -> Iterator[None]:
     """

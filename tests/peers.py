@@ -5,7 +5,9 @@ Synchronous helpers that build, start and stop external programs
 (spawn-fcgi + a libfcgi responder, php-fpm, nginx, cgi-fcgi) so that tests
 can check txfastcgi against independent implementations of the protocol.
 No Twisted reactor is imported here; blocking calls are fine in fixtures and
-in plain tests (from Twisted-driven tests, call them in fixtures or threads).
+in plain tests and fixtures.  They block: from a pytest-twisted test whose
+FastCGI application runs in this process's reactor, use L{deferCgiFcgi}
+(or C{deferToThread}) instead of L{cgiFcgi}.
 
 Process hygiene:
   - every long-running peer is started in its own session (process group)
@@ -43,11 +45,19 @@ import unittest
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Callable, Iterable, Mapping, NoReturn, Sequence, Union
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping, NoReturn, Sequence, Union
+
+if TYPE_CHECKING:
+    from twisted.internet.defer import Deferred
 
 Address = Union[str, tuple[str, int]]
 """
 Where a FastCGI application listens: a unix socket path, or (host, port).
+"""
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+"""
+The checkout: use it as C{cwd} to run C{python -m examples.echo}.
 """
 
 APPS_DIRECTORY = Path(__file__).resolve().parent / "apps"
@@ -172,6 +182,19 @@ def requireLibfcgiDev() -> str:
     if not os.path.exists("/usr/include/fcgiapp.h"):
         _missing("libfcgi-dev not installed: apt-get install libfcgi-dev")
     return gcc
+
+
+def requireNamedPeer(name: str) -> str:
+    """
+    L{requirePeer} by the names the C{peer(name)} pytest marker uses:
+    C{spawn-fcgi}, C{cgi-fcgi}, C{php-fpm}, C{nginx}, C{fcgiwrap}, C{gcc},
+    C{libfcgi-dev}.
+    """
+    if name == "php-fpm":
+        return requirePhpFpm()
+    if name == "libfcgi-dev":
+        return requireLibfcgiDev()
+    return requirePeer(name, name, *(os.path.join(d, name) for d in _SBIN_DIRECTORIES))
 
 
 # ---------------------------------------------------------------------------
@@ -752,6 +775,35 @@ def spawnResponder(
     )
 
 
+def fcgiwrap(
+    directory: str,
+    *,
+    scripts: Mapping[str, str],
+    children: int = 1,
+) -> SpawnedApp:
+    """
+    Start fcgiwrap (a FastCGI server that runs CGI scripts) under
+    spawn-fcgi on C{<directory>/fcgiwrap.sock}.  C{scripts} (name → source,
+    with a C{#!} line) are written executable into C{<directory>/cgi-bin};
+    requests name one with C{SCRIPT_FILENAME} (see L{SpawnedApp.directory}).
+
+    @param children: fcgiwrap's own prefork count (C{-c}).
+    """
+    binary = requirePeer("fcgiwrap", "fcgiwrap", "/usr/sbin/fcgiwrap")
+    scriptDirectory = os.path.join(directory, "cgi-bin")
+    os.makedirs(scriptDirectory, exist_ok=True)
+    for name, source in scripts.items():
+        path = Path(scriptDirectory, name)
+        path.write_text(source)
+        path.chmod(0o755)
+    return spawnFcgi(
+        [binary, "-c", str(children)],
+        socketPath=os.path.join(directory, "fcgiwrap.sock"),
+        directory=directory,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+
+
 # ---------------------------------------------------------------------------
 # php-fpm
 
@@ -1249,6 +1301,31 @@ class CgiFcgiError(Exception):
     def __init__(self, message: str, result: CgiFcgiResult) -> None:
         super().__init__(message)
         self.result = result
+
+
+def deferCgiFcgi(
+    reactor: object,
+    address: Address | SpawnedApp,
+    env: Mapping[str, str],
+    body: bytes = b"",
+    timeout: float = 30,
+) -> "Deferred[bytes]":
+    """
+    L{cgiFcgi} in C{reactor}'s thread pool, for tests whose FastCGI
+    application runs in this process's reactor (a blocking call would
+    deadlock it).
+    """
+    from twisted.internet.threads import deferToThreadPool
+
+    return deferToThreadPool(
+        reactor,  # type: ignore[arg-type]
+        reactor.getThreadPool(),  # type: ignore[attr-defined]
+        cgiFcgi,
+        address,
+        env,
+        body,
+        timeout,
+    )
 
 
 def cgiRequest(

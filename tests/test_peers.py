@@ -11,6 +11,7 @@ import socket
 import urllib.request
 
 import pytest
+import pytest_twisted  # type: ignore[import-untyped]
 
 from tests import peers
 from txfastcgi.fcgi.constants import FCGI_KEEP_CONN, RecordType, Role
@@ -82,6 +83,7 @@ def test_buildResponderCaches(responderBinary: str) -> None:
     assert peers.buildResponder() == responderBinary
 
 
+@pytest.mark.peer("libfcgi-dev", "spawn-fcgi", "cgi-fcgi")
 def test_responderOnUnixSocket(responderBinary: str, peerDir: str) -> None:
     """
     The responder started by spawn-fcgi on a unix socket answers cgi-fcgi:
@@ -131,6 +133,7 @@ def test_responderOnUnixSocket(responderBinary: str, peerDir: str) -> None:
     assert not os.path.exists(socketPath)
 
 
+@pytest.mark.peer("libfcgi-dev", "spawn-fcgi", "cgi-fcgi")
 def test_responderOnTCP(responderBinary: str) -> None:
     """
     The responder started by spawn-fcgi on a free TCP port answers cgi-fcgi;
@@ -150,6 +153,7 @@ def test_responderOnTCP(responderBinary: str) -> None:
         connectTo(app.address)
 
 
+@pytest.mark.peer("libfcgi-dev", "spawn-fcgi", "cgi-fcgi")
 def test_keepConnCounting(responderBinary: str) -> None:
     """
     X-Connections counts connections, not requests: two FCGI_KEEP_CONN
@@ -175,6 +179,7 @@ def test_keepConnCounting(responderBinary: str) -> None:
         assert peers.cgiRequest(app).header("X-Connections") == "4"
 
 
+@pytest.mark.peer("libfcgi-dev", "cgi-fcgi")
 def test_severalChildren(responderBinary: str) -> None:
     """
     children=2 hands one listening socket to two processes; both serve and
@@ -191,6 +196,7 @@ def test_severalChildren(responderBinary: str) -> None:
         connectTo(app.address)
 
 
+@pytest.mark.peer("php-fpm", "cgi-fcgi")
 def test_phpFpmRecyclesWorkers(peerDir: str) -> None:
     """
     php-fpm with pm.max_requests=3 serves requests through cgi-fcgi and
@@ -217,6 +223,7 @@ def test_phpFpmRecyclesWorkers(peerDir: str) -> None:
     assert "ready to handle connections" in fpm.errorLog()
 
 
+@pytest.mark.peer("libfcgi-dev", "spawn-fcgi", "nginx")
 @pytest.mark.parametrize("keepConn", [False, True])
 def test_nginxInFront(responderBinary: str, peerDir: str, keepConn: bool) -> None:
     """
@@ -250,3 +257,32 @@ def test_requirePeerMissing(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(pytest.fail.Exception, match="cgi-fcgi not installed: apt-get install libfcgi-bin"):
         peers.requirePeer("cgi-fcgi", "no-such-cgi-fcgi")
     assert os.path.isabs(peers.requirePeer("spawn-fcgi"))
+
+
+@pytest.mark.peer("fcgiwrap", "spawn-fcgi", "cgi-fcgi")
+def test_fcgiwrapRunsCgiScripts(peerDir: str) -> None:
+    """
+    fcgiwrap under spawn-fcgi runs a CGI script named by SCRIPT_FILENAME.
+    """
+    app = peers.fcgiwrap(
+        peerDir, scripts={"hi.sh": "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\nhi %s\\n' \"$QUERY_STRING\"\n"}
+    )
+    response = peers.cgiRequest(
+        app, "x=1", extraEnv={"SCRIPT_FILENAME": os.path.join(peerDir, "cgi-bin", "hi.sh")}
+    )
+    assert response.body == b"hi x=1\n"
+    app.stop()
+    assert not app.alive()
+
+
+@pytest.mark.peer("libfcgi-dev", "spawn-fcgi", "cgi-fcgi")
+@pytest_twisted.ensureDeferred  # type: ignore[untyped-decorator]
+async def test_deferCgiFcgi(responderBinary: str) -> None:
+    """
+    L{peers.deferCgiFcgi} runs cgi-fcgi without blocking the reactor.
+    """
+    from twisted.internet import reactor
+
+    with peers.spawnResponder() as app:
+        raw = await peers.deferCgiFcgi(reactor, app, {"QUERY_STRING": "size=5"})
+    assert peers.parseCgiResponse(raw).body == b"abcde"
