@@ -286,3 +286,37 @@ async def test_deferCgiFcgi(responderBinary: str) -> None:
     with peers.spawnResponder() as app:
         raw = await peers.deferCgiFcgi(reactor, app, {"QUERY_STRING": "size=5"})
     assert peers.parseCgiResponse(raw).body == b"abcde"
+
+
+@pytest.mark.peer("libfcgi-dev", "spawn-fcgi")
+def test_responderPushFlushes(responderBinary: str) -> None:
+    """
+    push=MS sends part1 (FCGX_FFlush) before sleeping, part2 after.
+    """
+    import time
+
+    with peers.spawnResponder() as app, connectTo(app.address) as connection:
+        started = time.monotonic()
+        params = encodePairs([(b"QUERY_STRING", b"push=400")])
+        connection.sendall(
+            encodeRecord(RecordType.BEGIN_REQUEST, 1, encodeBeginRequestBody(Role.RESPONDER, 0))
+            + encodeRecord(RecordType.PARAMS, 1, params)
+            + encodeRecord(RecordType.PARAMS, 1)
+            + encodeRecord(RecordType.STDIN, 1)
+        )
+        reader = RecordReader()
+        stdout = b""
+        while b"part1" not in stdout:
+            for record in reader.feed(connection.recv(65536)):
+                if record.type == RecordType.STDOUT:
+                    stdout += record.content
+        assert b"part2" not in stdout
+        assert time.monotonic() - started < 0.35
+        ended = False
+        while not ended:
+            for record in reader.feed(connection.recv(65536)):
+                if record.type == RecordType.STDOUT:
+                    stdout += record.content
+                ended = ended or record.type == RecordType.END_REQUEST
+        assert stdout.endswith(b"part1\npart2\n")
+        assert time.monotonic() - started >= 0.4
