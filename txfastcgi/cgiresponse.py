@@ -45,9 +45,9 @@ C{ScanCGIHeader}, "HEAD" is the last mod_fastcgi's C{process_headers}):
     client and a cache to different places).  An empty one is malformed.  A
     local path (L{classifyLocation}) with status 200 (absent or explicit)
     makes a L{LOCAL_REDIRECT} (HEAD's rule; 2.0 redirected whatever the
-    status); with any other status the Location is an ordinary header.  A
-    Location without a Status gives status 302; with a Status, that status is
-    kept.  A Location with a 3xx status other than 304 makes a
+    status); with any other status the Location is an ordinary header.  Any
+    other Location without a Status gives status 302; with a Status, that
+    status is kept.  A Location with a 3xx status other than 304 makes a
     L{CLIENT_REDIRECT}; with another status (e.g. C{201 Created}) the response
     is L{NORMAL}.  The Location header stays in L{ResponseHead.headers}.
   - B{Content-type}: a duplicate is malformed (2.0 did the same; RFC 9110 makes
@@ -60,7 +60,8 @@ C{ScanCGIHeader}, "HEAD" is the last mod_fastcgi's C{process_headers}):
     L{ResponseHead.needsGeneratedBody} set; the gateway writes a short body of
     its own and discards the app's, so any Content-Length from the app is
     dropped as well.
-  - B{Content-Length} is kept when it is a valid decimal number.  An invalid
+  - B{Content-Length} is kept when it is a valid number (ASCII digits only, at
+    most 19 of them, so no sign, space, list or fraction).  An invalid
     one, or several that disagree, are all dropped (RFC 9112 section 6.3 calls
     such a message invalid): the FastCGI records frame the app's output, so
     no harm is done on the app side, and without a Content-Length Twisted
@@ -112,7 +113,7 @@ class ResponseKind(Enum):
 
     @cvar NORMAL: send the status, headers and body to the client.
     @cvar CLIENT_REDIRECT: like C{NORMAL}, but the response sends the client
-        elsewhere (a Location with a 3xx status); without a Content-type the
+        elsewhere (a Location with a 3xx status other than 304); without a Content-type the
         gateway writes the body (L{ResponseHead.needsGeneratedBody}).
     @cvar LOCAL_REDIRECT: discard this response and serve a GET for the local
         path in the Location instead.
@@ -549,6 +550,8 @@ class ResponseHeadParser:
         elif previous < 2 and buffer[:2] == b"\r\n":
             end = 2
         else:
+            # A block that ends later ends at the first LF followed by LF or
+            # by CR LF; the earlier of the two patterns wins.
             at = buffer.find(b"\n\r\n", start, limit)
             lf = buffer.find(b"\n\n", start, at + 2 if at >= 0 else limit)
             if lf >= 0:
