@@ -555,6 +555,14 @@ class FastCGIRequest:
         self._buffered = 0
         self.finished.errback(error)
 
+    def _reject(self, error: FastCGIClientError) -> None:
+        """
+        Fail a request that never reached a connection (no retry).
+        """
+        self._retryHook = None
+        self._unqueueHook = None
+        self._fail(error)
+
     def _nextInput(self, connection: ClientConnection) -> bool:
         """
         Queue the next piece of input on C{connection}.
@@ -668,6 +676,8 @@ class FastCGIClientProtocol(Protocol):
     @ivar onIdle: called with the protocol when its last active request ended
         and it can take another (the pool's quiescent callback).
     @ivar onLost: called with the protocol when the connection closed.
+    @ivar onRequestEnded: called with the protocol after each END_REQUEST
+        (a multiplexing pool may start another request then).
     """
 
     log = Logger()
@@ -690,6 +700,7 @@ class FastCGIClientProtocol(Protocol):
         self.bytesReceived = 0
         self.onIdle: Callable[[FastCGIClientProtocol], object] | None = None
         self.onLost: Callable[[FastCGIClientProtocol], object] | None = None
+        self.onRequestEnded: Callable[[FastCGIClientProtocol], object] | None = None
         self._connection = ClientConnection()
         self._requests: dict[int, FastCGIRequest] = {}
         self._aborted: dict[int, DelayedCall] = {}
@@ -1024,15 +1035,16 @@ class FastCGIClientProtocol(Protocol):
         if grace is not None and grace.active():
             grace.cancel()
         request = self._requests.pop(requestId, None)
-        if request is None:
-            return
-        self._pump.remove(request)
-        if event.protocolStatus == ProtocolStatus.REQUEST_COMPLETE:
-            request._complete(RequestResult(event.appStatus, event.protocolStatus))
-        else:
-            refusal = _REFUSALS.get(event.protocolStatus, RequestRefused)
-            request._fail(refusal(event.appStatus, event.protocolStatus))
-        self._updatePause()
+        if request is not None:
+            self._pump.remove(request)
+            if event.protocolStatus == ProtocolStatus.REQUEST_COMPLETE:
+                request._complete(RequestResult(event.appStatus, event.protocolStatus))
+            else:
+                refusal = _REFUSALS.get(event.protocolStatus, RequestRefused)
+                request._fail(refusal(event.appStatus, event.protocolStatus))
+            self._updatePause()
+        if self.onRequestEnded is not None:
+            self.onRequestEnded(self)
 
     def _abortRequest(self, request: FastCGIRequest) -> None:
         """

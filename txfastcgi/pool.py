@@ -1,0 +1,771 @@
+# -*- test-case-name: tests.test_pool -*-
+"""
+A pool of FastCGI connections to one application.
+
+L{ConnectionPool.request} runs a L{FastCGIRequest} on a connection to the
+application at one address, reusing connections with C{FCGI_KEEP_CONN} where
+the application honours it (SPEC.md Decision 13).
+
+Policies
+========
+
+ - B{Limits.}  At most C{maxConnections} connections (never more than the
+   application's C{FCGI_MAX_CONNS} once known).  Requests that find no
+   connection wait in a queue of at most C{maxQueued}; past it a request
+   fails at once with L{PoolOverloaded} (the gateway answers 503).
+
+ - B{Learning the application.}  The first request triggers C{FCGI_GET_VALUES}
+   on a I{dedicated} connection, opened beside the request's own so the
+   request is not delayed (php-fpm closes a connection after answering
+   GET_VALUES, and a single-threaded libfcgi app serves one connection at a
+   time).  The probe connection is closed after the answer, on failure or
+   after C{probeTimeout}; without an answer the configured limits stay.
+
+ - B{Keep-alive.}  An application that closes connection after connection
+   right after its first request although asked to keep it is taken not to
+   honour C{FCGI_KEEP_CONN} (after three such connections in a row): from
+   then on requests go without the flag and connections are not reused.
+
+ - B{Retries.}  A request is retried once, on a fresh connection, only when
+   it failed with L{ApplicationConnectionLost} (not L{MissingEndRequest})
+   before any byte of its response arrived, on a I{reused} connection, and
+   its body can be sent again (bytes, or a seekable file).  That is the stale
+   pooled connection case (php-fpm ends a worker after C{pm.max_requests};
+   an app may drop idle connections): the app never saw the request.  A
+   fresh connection that dies without answering means the app crashed on
+   the request, so it is not retried.  A request refused with
+   C{CANT_MPX_CONN} is retried once without multiplexing (the app did not
+   run it) and multiplexing is turned off for the pool.
+
+ - B{Multiplexing.}  If the app answers C{FCGI_MPXS_CONNS=1}, up to
+   C{maxRequestsPerConnection} requests share a connection (and no more than
+   C{FCGI_MAX_REQS} in all).  Idle connections are used first, then busy
+   ones with room, then new ones.  Trade-off: one TCP/Unix stream carries
+   every request, so pausing the transport for one slow HTTP client would
+   stall the others.  The connection is therefore paused only when I{every}
+   request on it is paused; otherwise a paused request's STDOUT is buffered,
+   up to C{maxBufferSize} bytes; past that the request is aborted
+   (ABORT_REQUEST) and fails with L{ResponseBufferOverflow}, logged.  A
+   slow client on a multiplexed connection thus gets cut off where on a
+   connection of its own it would just be slowed; memory stays bounded by
+   C{maxBufferSize} per request.
+
+ - B{Broken and idle connections.}  A connection that hits a protocol error
+   or timeout is closed and dropped; one that the app closes is dropped;
+   idle connections close after C{idleTimeout} seconds.
+
+ - B{Shutdown.}  L{ConnectionPool.closeAll} fails queued requests, closes
+   idle connections now and busy ones when their requests end.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, Union, cast
+
+from twisted.internet.defer import CancelledError, Deferred, TimeoutError
+from twisted.internet.endpoints import (
+    TCP4ClientEndpoint,
+    TCP6ClientEndpoint,
+    UNIXClientEndpoint,
+)
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from txfastcgi.client import (
+    DEFAULT_ABORT_GRACE,
+    DEFAULT_MAX_BUFFER,
+    DEFAULT_RESPONSE_TIMEOUT,
+    ApplicationConnectionLost,
+    CantMultiplexConnection,
+    DelayedCall,
+    FastCGIClientError,
+    FastCGIClientProtocol,
+    FastCGIRequest,
+    MissingEndRequest,
+    RequestResult,
+    TimeSource,
+)
+from txfastcgi.fcgi.constants import FCGI_MAX_CONNS, FCGI_MAX_REQS, FCGI_MPXS_CONNS
+
+__all__ = [
+    "ApplicationAddress",
+    "ConnectError",
+    "ConnectTimeout",
+    "ConnectionPool",
+    "PoolClosed",
+    "PoolOverloaded",
+]
+
+
+class ClientEndpoint(Protocol):
+    """
+    What we use of L{twisted.internet.interfaces.ClientEndpoint}
+    (structural, so mypy checks it without the zope plugin).
+    """
+
+    def connect(self, protocolFactory: Any) -> Deferred[Any]:
+        """
+        Connect, returning a Deferred that fires with the built protocol.
+        """
+
+
+class PoolOverloaded(FastCGIClientError):
+    """
+    Every connection is busy and the wait queue is full (answer 503).
+    """
+
+
+class PoolClosed(FastCGIClientError):
+    """
+    The pool was closed (shutdown) before the request could run.
+    """
+
+
+class ConnectError(FastCGIClientError):
+    """
+    Connecting to the application failed (answer 503).
+
+    @ivar reason: the endpoint's failure.
+    """
+
+    def __init__(self, message: str, reason: Failure | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class ConnectTimeout(ConnectError):
+    """
+    Connecting to the application took longer than the connect timeout
+    (answer 504).
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class ApplicationAddress:
+    """
+    Where a FastCGI application listens: a Unix socket path or a TCP host and
+    port.
+
+    @ivar kind: C{"unix"} or C{"tcp"}.
+    @ivar path: the socket path (Unix).
+    @ivar host: the host (TCP): an IPv4 or IPv6 literal, or a name resolved
+        as IPv4.
+    @ivar port: the port (TCP).
+    """
+
+    kind: Literal["unix", "tcp"]
+    path: str = ""
+    host: str = ""
+    port: int = 0
+
+    @classmethod
+    def unix(cls, path: str) -> ApplicationAddress:
+        """
+        A Unix socket address.
+        """
+        return cls("unix", path=path)
+
+    @classmethod
+    def tcp(cls, host: str, port: int) -> ApplicationAddress:
+        """
+        A TCP address.
+        """
+        return cls("tcp", host=host, port=port)
+
+    @classmethod
+    def parse(cls, text: str) -> ApplicationAddress:
+        """
+        Parse C{unix:/path}, C{unix:path=/path}, C{tcp:host:port},
+        C{tcp:host=H:port=P}, a bare absolute path, or C{host:port}.
+
+        @raise ValueError: for anything else.
+        """
+        if text.startswith("/"):
+            return cls.unix(text)
+        kind, sep, rest = text.partition(":")
+        if kind == "unix" and sep:
+            return cls.unix(rest[5:] if rest.startswith("path=") else rest)
+        if kind == "tcp" and sep:
+            fields = dict(re.findall(r"(\w+)=(.*?)(?=:\w+=|$)", rest))
+            if fields:
+                return cls.tcp(fields.get("host", "127.0.0.1"), int(fields["port"]))
+            host, _, port = rest.rpartition(":")
+            return cls.tcp(host.strip("[]"), int(port))
+        host, _, port = text.rpartition(":")
+        if host and port.isdigit():
+            return cls.tcp(host.strip("[]"), int(port))
+        raise ValueError(f"not a FastCGI application address: {text!r}")
+
+    def endpoint(self, reactor: Any, timeout: float = 30) -> ClientEndpoint:
+        """
+        A client endpoint for this address.
+
+        @param reactor: an L{IReactorUNIX}/L{IReactorTCP} provider.
+        """
+        endpoint: object
+        if self.kind == "unix":
+            endpoint = UNIXClientEndpoint(  # type: ignore[no-untyped-call]
+                reactor, self.path, timeout=timeout
+            )
+        elif ":" in self.host:
+            endpoint = TCP6ClientEndpoint(  # type: ignore[no-untyped-call]
+                reactor, self.host, self.port, timeout=timeout
+            )
+        else:
+            endpoint = TCP4ClientEndpoint(reactor, self.host, self.port, timeout=timeout)
+        return cast(ClientEndpoint, endpoint)
+
+    def __str__(self) -> str:
+        if self.kind == "unix":
+            return f"unix:{self.path}"
+        return f"tcp:{self.host}:{self.port}"
+
+
+Application = Union[ApplicationAddress, str, ClientEndpoint]
+"""An application: an address, an address description, or an endpoint."""
+
+
+class _ProtocolFactory(Factory):
+    """
+    Builds configured L{FastCGIClientProtocol}s for the pool.
+    """
+
+    noisy = False
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self._pool = pool
+
+    def buildProtocol(self, addr: object) -> FastCGIClientProtocol:  # type: ignore[override]
+        pool = self._pool
+        protocol = FastCGIClientProtocol(
+            pool.clock,
+            responseTimeout=pool.responseTimeout,
+            abortGrace=pool.abortGrace,
+            maxBufferSize=pool.maxBufferSize,
+        )
+        protocol.factory = self
+        return protocol
+
+
+class ConnectionPool:
+    """
+    Connections to one FastCGI application, see the module docstring.
+
+    @ivar address: a description of the application for logs.
+    @ivar clock: the time source.
+    @ivar maxConnections: the configured connection cap.
+    @ivar maxQueued: how many requests may wait for a connection.
+    @ivar keepAlive: whether to ask for C{FCGI_KEEP_CONN} at all.
+    @ivar multiplex: whether to multiplex when the app says it can.
+    @ivar maxRequestsPerConnection: requests per multiplexed connection.
+    @ivar connectTimeout: seconds a connect may take.
+    @ivar idleTimeout: seconds an idle connection is kept.
+    @ivar appMaxConns: C{FCGI_MAX_CONNS} as reported, or C{None}.
+    @ivar appMaxReqs: C{FCGI_MAX_REQS} as reported, or C{None}.
+    @ivar appMultiplexes: C{FCGI_MPXS_CONNS} as reported, or C{None}.
+    @ivar keepAliveHonoured: C{False} once the app was seen to close kept
+        connections after each request.
+    @ivar connectAttempts: connects started (the probe's excluded).
+    @ivar connectionsOpened: connects that succeeded (the probe's excluded).
+    @ivar requestsStarted: request attempts started on a connection.
+    @ivar requestsReused: attempts started on a connection that had served
+        an earlier request.
+    @ivar requestsServed: requests whose C{finished} fired with a result.
+    @ivar requestsFailed: requests whose C{finished} failed.
+    @ivar retries: requests retried on a fresh connection (or without
+        multiplexing).
+    @ivar rejected: requests refused with L{PoolOverloaded}.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        reactor: TimeSource,
+        application: Application,
+        *,
+        maxConnections: int = 16,
+        maxQueued: int = 256,
+        keepAlive: bool = True,
+        multiplex: bool = True,
+        maxRequestsPerConnection: int = 8,
+        connectTimeout: float = 10.0,
+        idleTimeout: float = 60.0,
+        responseTimeout: float | None = DEFAULT_RESPONSE_TIMEOUT,
+        abortGrace: float = DEFAULT_ABORT_GRACE,
+        maxBufferSize: int = DEFAULT_MAX_BUFFER,
+        probeValues: bool = True,
+        probeTimeout: float = 2.0,
+    ) -> None:
+        if maxConnections < 1:
+            raise ValueError("maxConnections must be at least 1")
+        self.clock = reactor
+        if isinstance(application, str):
+            application = ApplicationAddress.parse(application)
+        if isinstance(application, ApplicationAddress):
+            self.address = str(application)
+            self._endpoint: ClientEndpoint = application.endpoint(
+                reactor, timeout=max(1, int(connectTimeout + 1))
+            )
+        else:
+            self.address = repr(application)
+            self._endpoint = application
+        self.maxConnections = maxConnections
+        self.maxQueued = maxQueued
+        self.keepAlive = keepAlive
+        self.multiplex = multiplex
+        self.maxRequestsPerConnection = maxRequestsPerConnection
+        self.connectTimeout = connectTimeout
+        self.idleTimeout = idleTimeout
+        self.responseTimeout = responseTimeout
+        self.abortGrace = abortGrace
+        self.maxBufferSize = maxBufferSize
+        self.probeValues = probeValues
+        self.probeTimeout = probeTimeout
+
+        self.appMaxConns: int | None = None
+        self.appMaxReqs: int | None = None
+        self.appMultiplexes: bool | None = None
+        self.keepAliveHonoured = True
+
+        self.connectAttempts = 0
+        self.connectionsOpened = 0
+        self.requestsStarted = 0
+        self.requestsReused = 0
+        self.requestsServed = 0
+        self.requestsFailed = 0
+        self.retries = 0
+        self.rejected = 0
+
+        self._factory = _ProtocolFactory(self)
+        self._connections: set[FastCGIClientProtocol] = set()
+        self._idle: list[FastCGIClientProtocol] = []
+        self._idleTimers: dict[FastCGIClientProtocol, DelayedCall] = {}
+        self._connecting = 0
+        self._pendingConnects: set[Deferred[Any]] = set()
+        self._waiting: deque[FastCGIRequest] = deque()
+        self._needsFresh: set[FastCGIRequest] = set()
+        self._attempts: dict[FastCGIRequest, tuple[FastCGIClientProtocol, bool]] = {}
+        self._probeState: Literal["none", "running", "done", "failed"] = "none"
+        self._probe: Deferred[Any] | None = None
+        self._closed = False
+        self._closeWaiters: list[Deferred[None]] = []
+        self._earlyCloses = 0
+
+    # --- public -----------------------------------------------------------------
+
+    @property
+    def effectiveMaxConnections(self) -> int:
+        """
+        The connection cap in force: the configured one, lowered to the
+        application's C{FCGI_MAX_CONNS} once reported.
+        """
+        if self.appMaxConns:
+            return max(1, min(self.maxConnections, self.appMaxConns))
+        return self.maxConnections
+
+    @property
+    def multiplexing(self) -> bool:
+        """
+        Whether requests may share connections now.
+        """
+        return bool(self.multiplex and self.appMultiplexes and self.keepAliveHonoured)
+
+    @property
+    def openConnections(self) -> int:
+        """
+        Connections open now (the probe's excluded).
+        """
+        return len(self._connections)
+
+    @property
+    def idleConnections(self) -> int:
+        """
+        Connections open and idle now.
+        """
+        return len(self._idle)
+
+    @property
+    def queued(self) -> int:
+        """
+        Requests waiting for a connection.
+        """
+        return len(self._waiting)
+
+    def request(self, request: FastCGIRequest) -> Deferred[RequestResult]:
+        """
+        Run C{request} on a connection of this pool.
+
+        @return: C{request.finished}: see L{FastCGIRequest}; also fails with
+            L{PoolOverloaded}, L{PoolClosed}, L{ConnectError} or
+            L{ConnectTimeout}.
+        """
+        if request.done or request.attempts:
+            raise RuntimeError(f"{request!r} was already started")
+        request.finished.addCallbacks(self._served, self._failed)
+        if self._closed:
+            request._reject(PoolClosed(f"pool for {self.address} is closed"))
+            return request.finished
+        self._maybeProbe()
+        request._retryHook = self._retryHook
+        request._unqueueHook = self._unqueue
+        self._waiting.append(request)
+        self._dispatch()
+        if (
+            request._unqueueHook is not None
+            and len(self._waiting) - self._connecting > self.maxQueued
+        ):
+            self._unqueue(request)
+            self.rejected += 1
+            self.log.warn(
+                "FastCGI application {backend} overloaded: {queued} requests "
+                "queued, {connections} connections busy",
+                backend=self.address,
+                queued=len(self._waiting),
+                connections=len(self._connections),
+            )
+            request._reject(
+                PoolOverloaded(
+                    f"{len(self._connections)} connections to {self.address} busy "
+                    f"and {len(self._waiting)} requests queued"
+                )
+            )
+        return request.finished
+
+    def closeAll(self) -> Deferred[None]:
+        """
+        Shut the pool down: fail queued requests with L{PoolClosed}, stop
+        connecting, close idle connections now and busy ones once their
+        requests end.
+
+        @return: a Deferred firing when every connection is closed.
+        """
+        self._closed = True
+        waiting, self._waiting = self._waiting, deque()
+        self._needsFresh.clear()
+        for request in waiting:
+            request._reject(PoolClosed(f"pool for {self.address} is closed"))
+        for d in list(self._pendingConnects):
+            d.cancel()
+        if self._probe is not None:
+            self._probe.cancel()
+        for protocol in list(self._idle):
+            self._closeConnection(protocol)
+        closed: Deferred[None] = Deferred()
+        if self._connections or self._connecting:
+            self._closeWaiters.append(closed)
+        else:
+            closed.callback(None)
+        return closed
+
+    # --- dispatching -------------------------------------------------------------
+
+    def _useKeepAlive(self) -> bool:
+        return self.keepAlive and self.keepAliveHonoured
+
+    def _dispatch(self) -> None:
+        while self._waiting and not self._closed:
+            request = self._waiting[0]
+            fresh = request in self._needsFresh
+            protocol = self._pickConnection(fresh)
+            if protocol is not None:
+                self._waiting.popleft()
+                self._needsFresh.discard(request)
+                self._start(protocol, request)
+                continue
+            if self._connecting >= len(self._waiting):
+                break
+            if len(self._connections) + self._connecting >= self.effectiveMaxConnections:
+                if not self._idle:
+                    break
+                # Only a request that needs a fresh connection gets here with
+                # idle connections around: make room.
+                self._closeConnection(self._idle[0])
+            self._openConnection()
+
+    def _pickConnection(self, fresh: bool) -> FastCGIClientProtocol | None:
+        for index in range(len(self._idle) - 1, -1, -1):
+            protocol = self._idle[index]
+            if not protocol.reusable:
+                continue
+            if fresh and protocol.requestsStarted:
+                continue
+            del self._idle[index]
+            timer = self._idleTimers.pop(protocol, None)
+            if timer is not None and timer.active():
+                timer.cancel()
+            return protocol
+        if fresh or not self.multiplexing:
+            return None
+        if self.appMaxReqs is not None:
+            active = sum(p.activeCount for p in self._connections)
+            if active >= self.appMaxReqs:
+                return None
+        best: FastCGIClientProtocol | None = None
+        for protocol in self._connections:
+            if (
+                protocol.reusable
+                and 0 < protocol.activeCount < self.maxRequestsPerConnection
+                and (best is None or protocol.activeCount < best.activeCount)
+            ):
+                best = protocol
+        return best
+
+    def _start(self, protocol: FastCGIClientProtocol, request: FastCGIRequest) -> None:
+        reused = protocol.requestsStarted > 0
+        self._attempts[request] = (protocol, reused)
+        self.requestsStarted += 1
+        if reused:
+            self.requestsReused += 1
+        request._retryHook = self._retryHook
+        protocol.request(request, keepConnection=self._useKeepAlive())
+
+    def _unqueue(self, request: FastCGIRequest) -> None:
+        try:
+            self._waiting.remove(request)
+        except ValueError:
+            pass
+        self._needsFresh.discard(request)
+        request._unqueueHook = None
+
+    def _retryHook(self, request: FastCGIRequest, error: FastCGIClientError) -> bool:
+        protocol, reused = self._attempts.pop(request, (None, False))
+        if self._closed or not request.replayable:
+            return False
+        if isinstance(error, CantMultiplexConnection) and request.attempts == 1:
+            if self.appMultiplexes:
+                self.log.info(
+                    "FastCGI application {backend} refused a multiplexed request; "
+                    "multiplexing turned off",
+                    backend=self.address,
+                )
+            self.appMultiplexes = False
+            self._requeue(request, fresh=False)
+            return True
+        if (
+            isinstance(error, ApplicationConnectionLost)
+            and not isinstance(error, MissingEndRequest)
+            and not error.responseStarted
+            and reused
+            and request.attempts == 1
+        ):
+            self.log.info(
+                "FastCGI connection to {backend} was stale (closed before any "
+                "response byte); retrying on a fresh connection",
+                backend=self.address,
+            )
+            self._requeue(request, fresh=True)
+            return True
+        return False
+
+    def _requeue(self, request: FastCGIRequest, fresh: bool) -> None:
+        self.retries += 1
+        self._waiting.appendleft(request)
+        request._unqueueHook = self._unqueue
+        if fresh:
+            self._needsFresh.add(request)
+        self._dispatch()
+
+    def _served(self, result: RequestResult) -> RequestResult:
+        self.requestsServed += 1
+        return result
+
+    def _failed(self, failure: Failure) -> Failure:
+        self.requestsFailed += 1
+        return failure
+
+    # --- connections -----------------------------------------------------------
+
+    def _openConnection(self) -> None:
+        self._connecting += 1
+        self.connectAttempts += 1
+        d = self._endpoint.connect(self._factory)
+        d.addTimeout(self.connectTimeout, self.clock)  # type: ignore[arg-type]
+        self._pendingConnects.add(d)
+
+        def done(result: object) -> object:
+            self._pendingConnects.discard(d)
+            self._connecting -= 1
+            return result
+
+        d.addBoth(done)
+        d.addCallbacks(self._connected, self._connectFailed)
+
+    def _connected(self, protocol: FastCGIClientProtocol) -> None:
+        self.connectionsOpened += 1
+        self._connections.add(protocol)
+        protocol.onIdle = self._connectionIdle
+        protocol.onLost = self._connectionLost
+        protocol.onRequestEnded = self._requestEnded
+        if self._closed:
+            self._closeConnection(protocol)
+            return
+        self._connectionIdle(protocol)
+
+    def _connectFailed(self, failure: Failure) -> None:
+        if self._closed:
+            self._maybeClosed()
+            return
+        error: ConnectError
+        if isinstance(failure.value, (TimeoutError, CancelledError)):
+            error = ConnectTimeout(
+                f"connecting to {self.address} took over {self.connectTimeout} seconds",
+                failure,
+            )
+        else:
+            error = ConnectError(
+                f"cannot connect to {self.address}: {failure.getErrorMessage()}",
+                failure,
+            )
+        self.log.warn(
+            "FastCGI connect to {backend} failed: {error}",
+            backend=self.address,
+            error=str(error),
+        )
+        if len(self._waiting) > self._connecting:
+            request = self._waiting.popleft()
+            self._needsFresh.discard(request)
+            request._reject(error)
+        self._dispatch()
+
+    def _connectionIdle(self, protocol: FastCGIClientProtocol) -> None:
+        if (
+            self._closed
+            or (protocol.requestsStarted and not self._useKeepAlive())
+            or not protocol.reusable
+            or len(self._connections) > self.effectiveMaxConnections
+        ):
+            self._closeConnection(protocol)
+            self._dispatch()
+            return
+        if protocol.requestsCompleted >= 2:
+            self._earlyCloses = 0
+        self._idle.append(protocol)
+        self._idleTimers[protocol] = self.clock.callLater(
+            self.idleTimeout, self._idleExpired, protocol
+        )
+        self._dispatch()
+
+    def _requestEnded(self, protocol: FastCGIClientProtocol) -> None:
+        if self.multiplexing and self._waiting:
+            self._dispatch()
+
+    def _idleExpired(self, protocol: FastCGIClientProtocol) -> None:
+        self._idleTimers.pop(protocol, None)
+        self._closeConnection(protocol)
+
+    def _closeConnection(self, protocol: FastCGIClientProtocol) -> None:
+        if protocol in self._idle:
+            self._idle.remove(protocol)
+        timer = self._idleTimers.pop(protocol, None)
+        if timer is not None and timer.active():
+            timer.cancel()
+        protocol.close()
+
+    def _connectionLost(self, protocol: FastCGIClientProtocol) -> None:
+        self._connections.discard(protocol)
+        if protocol in self._idle:
+            self._idle.remove(protocol)
+        timer = self._idleTimers.pop(protocol, None)
+        if timer is not None and timer.active():
+            timer.cancel()
+        if (
+            self._useKeepAlive()
+            and protocol.requestsCompleted == 1
+            and protocol.state == "CLOSED"
+            and not self._closed
+        ):
+            self._earlyCloses += 1
+            if self._earlyCloses >= 3:
+                self.keepAliveHonoured = False
+                self.log.info(
+                    "FastCGI application {backend} closes connections after each "
+                    "request despite FCGI_KEEP_CONN; not keeping connections",
+                    backend=self.address,
+                )
+        elif protocol.requestsCompleted >= 2:
+            self._earlyCloses = 0
+        self._maybeClosed()
+        self._dispatch()
+
+    def _maybeClosed(self) -> None:
+        if self._closed and not self._connections and not self._connecting:
+            waiters, self._closeWaiters = self._closeWaiters, []
+            for d in waiters:
+                d.callback(None)
+
+    # --- GET_VALUES probe ----------------------------------------------------------
+
+    def _maybeProbe(self) -> None:
+        if not self.probeValues or self._probeState != "none":
+            return
+        self._probeState = "running"
+        probe: list[FastCGIClientProtocol] = []
+
+        def connected(protocol: FastCGIClientProtocol) -> Deferred[dict[bytes, bytes]]:
+            probe.append(protocol)
+            return protocol.getValues((FCGI_MAX_CONNS, FCGI_MAX_REQS, FCGI_MPXS_CONNS))
+
+        def finish(result: object) -> None:
+            self._probe = None
+            for protocol in probe:
+                protocol.close()
+            if isinstance(result, Failure):
+                self._probeState = "failed"
+                if not self._closed:
+                    self.log.info(
+                        "FastCGI application {backend} did not answer "
+                        "FCGI_GET_VALUES ({error}); using configured limits",
+                        backend=self.address,
+                        error=result.getErrorMessage(),
+                    )
+            else:
+                assert isinstance(result, dict)
+                self._probeState = "done"
+                self._learn(result)
+
+        d = self._endpoint.connect(_ProbeFactory(self))
+        d.addCallback(connected)
+        d.addTimeout(self.probeTimeout, self.clock)  # type: ignore[arg-type]
+        d.addBoth(finish)
+        self._probe = d
+
+    def _learn(self, values: dict[bytes, bytes]) -> None:
+        def number(name: bytes) -> int | None:
+            raw = values.get(name)
+            if raw is None:
+                return None
+            try:
+                value = int(raw)
+            except ValueError:
+                return None
+            return value if value > 0 else None
+
+        self.appMaxConns = number(FCGI_MAX_CONNS)
+        self.appMaxReqs = number(FCGI_MAX_REQS)
+        mpxs = values.get(FCGI_MPXS_CONNS)
+        if mpxs is not None:
+            self.appMultiplexes = mpxs.strip() == b"1"
+        self.log.info(
+            "FastCGI application {backend}: FCGI_MAX_CONNS={maxConns} "
+            "FCGI_MAX_REQS={maxReqs} FCGI_MPXS_CONNS={mpxs}",
+            backend=self.address,
+            maxConns=self.appMaxConns,
+            maxReqs=self.appMaxReqs,
+            mpxs=self.appMultiplexes,
+        )
+        # Close idle connections beyond a lowered cap.
+        excess = len(self._connections) - self.effectiveMaxConnections
+        for protocol in list(self._idle)[:max(0, excess)]:
+            self._closeConnection(protocol)
+        self._dispatch()
+
+
+class _ProbeFactory(_ProtocolFactory):
+    """
+    Builds the probe's protocol (not counted in the pool's connections).
+    """
