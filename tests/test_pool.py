@@ -362,6 +362,17 @@ class RetryTests(SynchronousTestCase, PoolTestMixin):
         connection.lose()
         self.failureResultOf(d, MissingEndRequest)
 
+    def test_notRetriedAfterStaleWindow(self) -> None:
+        """
+        A connection lost long after the request started is not stale: the
+        app was working on the request, so it is not run again.
+        """
+        pool, endpoint, connection, d, collector = self.staleSetup()
+        pool.clock.advance(1.5)  # type: ignore[attr-defined]
+        connection.lose()
+        self.failureResultOf(d, ApplicationConnectionLost)
+        self.assertEqual(pool.retries, 0)
+
     def test_retriedOnlyOnce(self) -> None:
         """
         A retry that fails too goes to the caller.

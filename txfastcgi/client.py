@@ -1037,14 +1037,22 @@ class FastCGIClientProtocol(Protocol):
         request = self._requests.pop(requestId, None)
         if request is not None:
             self._pump.remove(request)
+            request._detach()
+            self._updatePause()
+        # Hand the connection back before the caller hears of the end, so a
+        # request the caller starts from its callback can reuse it.
+        if self.state == "ACTIVE" and not self._connection.requests:
+            self._becameIdle()
+        elif self._retiring and not self._requests:
+            self._abortConnection()
+        elif self.onRequestEnded is not None:
+            self.onRequestEnded(self)
+        if request is not None:
             if event.protocolStatus == ProtocolStatus.REQUEST_COMPLETE:
                 request._complete(RequestResult(event.appStatus, event.protocolStatus))
             else:
                 refusal = _REFUSALS.get(event.protocolStatus, RequestRefused)
                 request._fail(refusal(event.appStatus, event.protocolStatus))
-            self._updatePause()
-        if self.onRequestEnded is not None:
-            self.onRequestEnded(self)
 
     def _abortRequest(self, request: FastCGIRequest) -> None:
         """

@@ -28,8 +28,9 @@ Policies
 
  - B{Retries.}  A request is retried once, on a fresh connection, only when
    it failed with L{ApplicationConnectionLost} (not L{MissingEndRequest})
-   before any byte of its response arrived, on a I{reused} connection, and
-   its body can be sent again (bytes, or a seekable file).  That is the stale
+   before any byte of its response arrived, on a I{reused} connection,
+   within C{staleRetryWindow} seconds of starting, and its body can be sent
+   again (bytes, or a seekable file).  That is the stale
    pooled connection case (php-fpm ends a worker after C{pm.max_requests};
    an app may drop idle connections): the app never saw the request.  A
    fresh connection that dies without answering means the app crashed on
@@ -264,6 +265,10 @@ class ConnectionPool:
     @ivar maxRequestsPerConnection: requests per multiplexed connection.
     @ivar connectTimeout: seconds a connect may take.
     @ivar idleTimeout: seconds an idle connection is kept.
+    @ivar staleRetryWindow: a lost connection counts as stale (so the
+        request may be retried) only if it failed within this many seconds of
+        the request starting: a stale connection fails at once, while an app
+        that dies after working on a request for longer must not run it twice.
     @ivar appMaxConns: C{FCGI_MAX_CONNS} as reported, or C{None}.
     @ivar appMaxReqs: C{FCGI_MAX_REQS} as reported, or C{None}.
     @ivar appMultiplexes: C{FCGI_MPXS_CONNS} as reported, or C{None}.
@@ -299,7 +304,8 @@ class ConnectionPool:
         abortGrace: float = DEFAULT_ABORT_GRACE,
         maxBufferSize: int = DEFAULT_MAX_BUFFER,
         probeValues: bool = True,
-        probeTimeout: float = 2.0,
+        probeTimeout: float = 1.0,
+        staleRetryWindow: float = 1.0,
     ) -> None:
         if maxConnections < 1:
             raise ValueError("maxConnections must be at least 1")
@@ -326,6 +332,7 @@ class ConnectionPool:
         self.maxBufferSize = maxBufferSize
         self.probeValues = probeValues
         self.probeTimeout = probeTimeout
+        self.staleRetryWindow = staleRetryWindow
 
         self.appMaxConns: int | None = None
         self.appMaxReqs: int | None = None
@@ -349,7 +356,7 @@ class ConnectionPool:
         self._pendingConnects: set[Deferred[Any]] = set()
         self._waiting: deque[FastCGIRequest] = deque()
         self._needsFresh: set[FastCGIRequest] = set()
-        self._attempts: dict[FastCGIRequest, tuple[FastCGIClientProtocol, bool]] = {}
+        self._attempts: dict[FastCGIRequest, tuple[bool, float]] = {}
         self._probeState: Literal["none", "running", "done", "failed"] = "none"
         self._probe: Deferred[Any] | None = None
         self._closed = False
@@ -410,11 +417,13 @@ class ConnectionPool:
         if self._closed:
             request._reject(PoolClosed(f"pool for {self.address} is closed"))
             return request.finished
-        self._maybeProbe()
         request._retryHook = self._retryHook
         request._unqueueHook = self._unqueue
         self._waiting.append(request)
         self._dispatch()
+        # After the request's own connect, so a single-threaded app accepts
+        # the request's connection first.
+        self._maybeProbe()
         if (
             request._unqueueHook is not None
             and len(self._waiting) - self._connecting > self.maxQueued
@@ -517,7 +526,7 @@ class ConnectionPool:
 
     def _start(self, protocol: FastCGIClientProtocol, request: FastCGIRequest) -> None:
         reused = protocol.requestsStarted > 0
-        self._attempts[request] = (protocol, reused)
+        self._attempts[request] = (reused, self.clock.seconds())
         self.requestsStarted += 1
         if reused:
             self.requestsReused += 1
@@ -533,7 +542,7 @@ class ConnectionPool:
         request._unqueueHook = None
 
     def _retryHook(self, request: FastCGIRequest, error: FastCGIClientError) -> bool:
-        protocol, reused = self._attempts.pop(request, (None, False))
+        reused, startedAt = self._attempts.pop(request, (False, 0.0))
         if self._closed or not request.replayable:
             return False
         if isinstance(error, CantMultiplexConnection) and request.attempts == 1:
@@ -552,6 +561,7 @@ class ConnectionPool:
             and not error.responseStarted
             and reused
             and request.attempts == 1
+            and self.clock.seconds() - startedAt <= self.staleRetryWindow
         ):
             self.log.info(
                 "FastCGI connection to {backend} was stale (closed before any "

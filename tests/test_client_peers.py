@@ -1,0 +1,435 @@
+"""
+Tests for L{txfastcgi.client} and L{txfastcgi.pool} against real FastCGI
+applications: the libfcgi responder (tests/apps/responder.c) under
+spawn-fcgi, and php-fpm, on Unix sockets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from typing import Any, Callable
+
+import pytest
+import pytest_twisted  # type: ignore[import-untyped]
+from twisted.internet.defer import Deferred
+from twisted.internet.task import deferLater
+
+from tests import peers
+from txfastcgi.client import FastCGIRequest, RequestResult
+from txfastcgi.fcgi.records import STREAM_CHUNK_SIZE
+from txfastcgi.pool import ConnectionPool
+
+TIMEOUT = 20.0
+"""Seconds any one await may take."""
+
+BIG = 64 * 1024 * 1024
+"""Bytes of the large STDOUT and STDIN bodies."""
+
+
+def getReactor() -> Any:
+    """
+    The reactor pytest-twisted installed (imported late, see conftest).
+    """
+    from twisted.internet import reactor
+
+    return reactor
+
+
+async def bounded(d: Deferred[Any], seconds: float = TIMEOUT) -> Any:
+    """
+    Await C{d}, failing with a timeout rather than hanging.
+    """
+    return await d.addTimeout(seconds, getReactor())
+
+
+class Response:
+    """
+    Collects a FastCGI response: headers parsed, body hashed (not kept
+    when large), STDERR kept.
+
+    @ivar keepBody: keep at most this many body bytes.
+    """
+
+    def __init__(self, keepBody: int = 1 << 20) -> None:
+        self.keepBody = keepBody
+        self.head = b""
+        self.headers: dict[bytes, bytes] = {}
+        self.body = b""
+        self.bodyLength = 0
+        self.digest = hashlib.sha256()
+        self.stderr = b""
+        self._inHead = True
+
+    def write(self, data: bytes) -> None:
+        """
+        Take STDOUT.
+        """
+        if self._inHead:
+            self.head += data
+            if b"\r\n\r\n" not in self.head:
+                return
+            head, _, data = self.head.partition(b"\r\n\r\n")
+            self.head = head
+            self._inHead = False
+            for line in head.split(b"\r\n"):
+                name, _, value = line.partition(b":")
+                self.headers[name.strip().lower()] = value.strip()
+        self.bodyLength += len(data)
+        self.digest.update(data)
+        if len(self.body) < self.keepBody:
+            self.body += data[: self.keepBody - len(self.body)]
+
+    def writeStderr(self, data: bytes) -> None:
+        """
+        Take STDERR.
+        """
+        self.stderr += data
+
+    def header(self, name: str) -> str:
+        """
+        A response header's value.
+        """
+        return self.headers[name.lower().encode()].decode()
+
+
+def responderParams(query: str, **extra: str) -> list[tuple[bytes, bytes]]:
+    """
+    Params for the libfcgi responder.
+    """
+    params = {
+        "REQUEST_METHOD": "GET",
+        "SCRIPT_NAME": "/app",
+        "QUERY_STRING": query,
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        **extra,
+    }
+    return [(k.encode(), v.encode()) for k, v in params.items()]
+
+
+async def call(
+    pool: ConnectionPool,
+    params: list[tuple[bytes, bytes]],
+    body: Any = None,
+    response: Response | None = None,
+    setup: Callable[[FastCGIRequest], None] | None = None,
+) -> tuple[Response, RequestResult]:
+    """
+    Run one request through C{pool}.
+    """
+    response = response or Response()
+    request = FastCGIRequest(
+        params, writeStdout=response.write, writeStderr=response.writeStderr, body=body
+    )
+    if setup is not None:
+        setup(request)
+    result = await bounded(pool.request(request))
+    return response, result
+
+
+def vmRSS() -> int:
+    """
+    This process's resident set size in bytes.
+    """
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def patternDigest(length: int) -> str:
+    """
+    SHA-256 of the responder's C{size=N} body.
+    """
+    block = peers.responderPattern(65536)
+    digest = hashlib.sha256()
+    full, rest = divmod(length, len(block))
+    for _ in range(full):
+        digest.update(block)
+    digest.update(block[:rest])
+    return digest.hexdigest()
+
+
+@pytest.fixture
+def responder(responderBinary: str, peerDir: str) -> Any:
+    """
+    The libfcgi responder with 4 threads under spawn-fcgi on a unix socket.
+    """
+    app = peers.spawnResponder(threads=4, directory=peerDir)
+    yield app
+    app.stop()
+
+
+async def closePool(pool: ConnectionPool) -> None:
+    """
+    Close C{pool}, bounded, and let the probe's timer (if any) go.
+    """
+    await bounded(pool.closeAll())
+
+
+@pytest_twisted.ensureDeferred
+async def test_keepAliveReuse(responder: Any) -> None:
+    """
+    Sequential requests share one kept connection: the application counts
+    one accepted connection, and so does the pool.
+    """
+    pool = ConnectionPool(getReactor(), responder.endpointDescription)
+    try:
+        for i in range(1, 11):
+            response, result = await call(pool, responderParams(""))
+            assert result == RequestResult(0, 0)
+            assert response.body == b"Hello, world\n"
+            assert response.header("X-Requests") == str(i)
+            assert response.header("X-Connections") == "1"
+        assert pool.connectionsOpened == 1
+        assert pool.requestsServed == 10
+        assert pool.requestsReused == 9
+        assert pool.retries == 0
+    finally:
+        await closePool(pool)
+
+
+@pytest_twisted.ensureDeferred
+async def test_keepAliveOff(responder: Any) -> None:
+    """
+    With keep-alive off each request is a new connection.
+    """
+    pool = ConnectionPool(getReactor(), responder.endpointDescription, keepAlive=False)
+    try:
+        for i in range(1, 4):
+            response, result = await call(pool, responderParams(""))
+            assert response.header("X-Connections") == str(i)
+        assert pool.connectionsOpened == 3
+    finally:
+        await closePool(pool)
+
+
+@pytest_twisted.ensureDeferred
+async def test_staleConnectionRetried(responderBinary: str, peerDir: str) -> None:
+    """
+    When the application behind a pooled connection goes away (here: it is
+    restarted on the same socket), the next request fails on the stale
+    connection before any byte and is retried once on a fresh connection,
+    which the new process counts as its first.
+    """
+    socketPath = os.path.join(peerDir, "stale.sock")
+    app = peers.spawnResponder(threads=2, socketPath=socketPath)
+    pool = ConnectionPool(getReactor(), "unix:" + socketPath, probeValues=False)
+    try:
+        response, _ = await call(pool, responderParams(""))
+        firstPid = response.header("X-Pid")
+        assert pool.idleConnections == 1
+        # Blocking restart: the reactor does not run, so the pool has not
+        # seen the old connection close when the next request starts on it.
+        app.stop()
+        app = peers.spawnResponder(threads=2, socketPath=socketPath)
+        response, result = await call(pool, responderParams(""))
+        assert result == RequestResult(0, 0)
+        assert response.header("X-Pid") != firstPid
+        assert response.header("X-Connections") == "1"
+        assert response.header("X-Requests") == "1"
+        assert pool.retries == 1
+        assert pool.connectionsOpened == 2
+        assert pool.requestsServed == 2
+    finally:
+        await closePool(pool)
+        app.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_stderrDelivered(responder: Any) -> None:
+    """
+    STDERR reaches the request's callback.
+    """
+    pool = ConnectionPool(getReactor(), responder.endpointDescription)
+    try:
+        response, _ = await call(pool, responderParams("stderr=something+odd"))
+        assert response.stderr == b"something+odd\n"
+        assert response.body == b"Hello, world\n"
+    finally:
+        await closePool(pool)
+
+
+@pytest_twisted.ensureDeferred
+async def test_concurrentRequests(responder: Any) -> None:
+    """
+    Concurrent requests each get a connection up to the cap and all complete.
+    """
+    pool = ConnectionPool(
+        getReactor(), responder.endpointDescription, maxConnections=4, probeValues=False
+    )
+    try:
+        results = await bounded(
+            Deferred.fromCoroutine(_gather([call(pool, responderParams("sleep=50")) for _ in range(12)]))
+        )
+        assert len(results) == 12
+        assert pool.connectionsOpened == 4
+        assert pool.requestsServed == 12
+    finally:
+        await closePool(pool)
+
+
+async def _gather(coroutines: list[Any]) -> list[Any]:
+    from twisted.internet.defer import gatherResults
+
+    return await gatherResults([Deferred.fromCoroutine(c) for c in coroutines])  # type: ignore[no-any-return]
+
+
+@pytest_twisted.ensureDeferred
+async def test_bigStdoutBoundedMemory(responder: Any) -> None:
+    """
+    64 MiB of STDOUT stream through a consumer that pauses after every
+    write and resumes on the next reactor turn: the body arrives intact,
+    the request's buffer stays within one read, and memory stays bounded.
+    """
+    reactor = getReactor()
+    pool = ConnectionPool(reactor, responder.endpointDescription, probeValues=False)
+    response = Response(keepBody=0)
+    peaks = {"rss": vmRSS(), "buffered": 0}
+    start = peaks["rss"]
+    requests: list[FastCGIRequest] = []
+
+    def write(data: bytes) -> None:
+        response.write(data)
+        request = requests[0]
+        request.pauseProducing()
+        peaks["buffered"] = max(peaks["buffered"], request._buffered)
+        if response.bodyLength % (4 << 20) < len(data):
+            peaks["rss"] = max(peaks["rss"], vmRSS())
+        reactor.callLater(0, request.resumeProducing)
+
+    try:
+        request = FastCGIRequest(responderParams(f"size={BIG}"), writeStdout=write)
+        requests.append(request)
+        await bounded(pool.request(request), 60)
+        assert response.bodyLength == BIG
+        assert response.digest.hexdigest() == patternDigest(BIG)
+        assert peaks["buffered"] <= 1 << 20
+        assert peaks["rss"] - start < 32 << 20
+    finally:
+        await closePool(pool)
+
+
+@pytest_twisted.ensureDeferred
+async def test_bigStdinBoundedMemory(responder: Any) -> None:
+    """
+    A 64 MiB body in a spool file goes out as STDIN in chunks (the file is
+    never read whole) and the application sees every byte.
+    """
+    pool = ConnectionPool(getReactor(), responder.endpointDescription, probeValues=False)
+    block = os.urandom(1 << 20)
+    expected = hashlib.sha256()
+    with tempfile.TemporaryFile() as spool:
+        for _ in range(BIG // len(block)):
+            spool.write(block)
+            expected.update(block)
+        spool.seek(0)
+        reads: list[int] = []
+        original = spool.read
+
+        def read(size: int = -1) -> bytes:
+            reads.append(size)
+            return original(size)
+
+        spool.read = read  # type: ignore[method-assign]
+        start = vmRSS()
+        try:
+            response, result = await call(
+                pool,
+                responderParams("echo", REQUEST_METHOD="POST", CONTENT_LENGTH=str(BIG)),
+                body=spool,
+                response=Response(keepBody=0),
+            )
+            assert result == RequestResult(0, 0)
+            assert response.header("X-Body-Length") == str(BIG)
+            assert response.bodyLength == BIG
+            assert response.digest.hexdigest() == expected.hexdigest()
+            assert max(reads) == STREAM_CHUNK_SIZE
+            assert vmRSS() - start < 32 << 20
+        finally:
+            await closePool(pool)
+
+
+@pytest_twisted.ensureDeferred
+async def test_phpFpmMaxRequests(peerDir: str) -> None:
+    """
+    php-fpm with C{pm.max_requests = 3} ends its workers (closing their
+    connections) every three requests; 100 sequential requests through the
+    pool all succeed, stale connections being retried.
+    """
+    php = peers.phpFpm(peerDir, maxRequests=3, maxChildren=2)
+    pool = ConnectionPool(getReactor(), php.endpointDescription)
+    params = [(k.encode(), v.encode()) for k, v in php.params().items()]
+    try:
+        pids = set()
+        for _ in range(100):
+            response, result = await call(pool, params)
+            assert result.protocolStatus == 0
+            assert response.body.startswith(b"pid=")
+            pids.add(response.header("X-Pid"))
+        assert pool.requestsServed == 100
+        assert pool.requestsFailed == 0
+        assert len(pids) >= 100 // 3
+        assert pool.appMultiplexes is False
+        print(
+            f"php-fpm: {len(pids)} workers, {pool.connectionsOpened} connections, "
+            f"{pool.retries} retries, {pool.requestsReused} reused"
+        )
+    finally:
+        await closePool(pool)
+        php.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_phpFpmPostBody(peerDir: str) -> None:
+    """
+    php-fpm echoes a POST body sent as STDIN.  (Its error_log goes to a
+    file under the harness's configuration, so STDERR is checked with the
+    libfcgi responder only.)
+    """
+    php = peers.phpFpm(peerDir)
+    pool = ConnectionPool(getReactor(), php.endpointDescription)
+    try:
+        params = [
+            (k.encode(), v.encode())
+            for k, v in php.params(
+                QUERY_STRING="echo",
+                REQUEST_METHOD="POST",
+                CONTENT_LENGTH="11",
+                CONTENT_TYPE="text/plain",
+            ).items()
+        ]
+        response, result = await call(pool, params, body=b"hello there")
+        assert response.body == b"hello there"
+        assert response.header("X-Body-Length") == "11"
+    finally:
+        await closePool(pool)
+        php.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_abortOnRealApplication(responder: Any) -> None:
+    """
+    Cancelling a slow request sends ABORT_REQUEST; libfcgi ignores it, so
+    the connection is closed after the grace period; the pool then serves
+    the next request on a new connection.
+    """
+    reactor = getReactor()
+    pool = ConnectionPool(
+        reactor, responder.endpointDescription, abortGrace=0.2, probeValues=False
+    )
+    try:
+        request = FastCGIRequest(responderParams("sleep=1000"), writeStdout=lambda data: None)
+        d = pool.request(request)
+        await deferLater(reactor, 0.1, lambda: None)
+        d.cancel()
+        d.addErrback(lambda f: None)
+        await deferLater(reactor, 0.4, lambda: None)
+        assert pool.openConnections == 0
+        response, result = await call(pool, responderParams(""))
+        assert result == RequestResult(0, 0)
+        assert pool.connectionsOpened == 2
+    finally:
+        await closePool(pool)
