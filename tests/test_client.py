@@ -571,7 +571,15 @@ class TimeoutTests(SynchronousTestCase, ProtocolTestMixin):
         protocol, transport, clock = self.connect(responseTimeout=10.0)
         protocol.request(Collector().request())
         protocol.dataReceived(complete())
+        clock.advance(10)
+        self.assertFalse(transport.disconnecting)
         self.assertEqual(clock.getDelayedCalls(), [])
+        clock.advance(5)
+        d = protocol.request(Collector().request())
+        clock.advance(9)
+        self.assertNoResult(d)
+        clock.advance(1)
+        self.failureResultOf(d, ResponseTimeout)
 
 
 class ConnectionLossTests(SynchronousTestCase, ProtocolTestMixin):

@@ -194,6 +194,23 @@ class ReuseTests(SynchronousTestCase, PoolTestMixin):
             (1, 2, 1, 0),
         )
 
+    def test_nextRequestFromCallbackReuses(self) -> None:
+        """
+        A request started from the previous request's callback (as a
+        sequential client does) reuses its connection: the connection is
+        idle before the result is delivered.
+        """
+        pool, endpoint, clock = self.makePool()
+        d1 = pool.request(Collector().request())
+        connection = endpoint.succeed()
+        follow: list[Deferred[RequestResult]] = []
+        d1.addCallback(lambda _: follow.append(pool.request(Collector().request())))
+        connection.receive(complete())
+        self.assertEqual(len(follow), 1)
+        self.assertEqual(len(endpoint.attempts), 1)
+        connection.receive(complete())
+        self.successResultOf(follow[0])
+
     def test_keepAliveOff(self) -> None:
         """
         With keep-alive off requests carry flags 0 and every request gets a

@@ -975,24 +975,26 @@ class FastCGIClientProtocol(Protocol):
         self._updateTimeout()
 
     def _updateTimeout(self) -> None:
-        running = (
-            self.responseTimeout is not None
-            and bool(self._connection.requests)
-            and not self._transportPaused
+        # Lazy: the timer is started when a request is active and, once
+        # running, is never cancelled (cheaper than a callLater and a cancel
+        # per request); when it fires it checks what happened meanwhile.
+        if (
+            self._timeoutCall is None
+            and self.responseTimeout is not None
             and self.state == "ACTIVE"
-        )
-        if running and self._timeoutCall is None:
-            assert self.responseTimeout is not None
+        ):
             self._timeoutCall = self.clock.callLater(self.responseTimeout, self._checkTimeout)
-        elif not running and self._timeoutCall is not None:
-            if self._timeoutCall.active():
-                self._timeoutCall.cancel()
-            self._timeoutCall = None
 
     def _checkTimeout(self) -> None:
         self._timeoutCall = None
         assert self.responseTimeout is not None
-        remaining = self._lastActivity + self.responseTimeout - self.clock.seconds()
+        if self.state != "ACTIVE" or not self._connection.requests:
+            return
+        now = self.clock.seconds()
+        if self._transportPaused:
+            # The consumer holds us: the application cannot send.
+            self._lastActivity = now
+        remaining = self._lastActivity + self.responseTimeout - now
         if remaining > 0:
             self._timeoutCall = self.clock.callLater(remaining, self._checkTimeout)
             return

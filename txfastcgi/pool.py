@@ -351,7 +351,8 @@ class ConnectionPool:
         self._factory = _ProtocolFactory(self)
         self._connections: set[FastCGIClientProtocol] = set()
         self._idle: list[FastCGIClientProtocol] = []
-        self._idleTimers: dict[FastCGIClientProtocol, DelayedCall] = {}
+        self._idleSince: dict[FastCGIClientProtocol, float] = {}
+        self._sweepCall: DelayedCall | None = None
         self._connecting = 0
         self._pendingConnects: set[Deferred[Any]] = set()
         self._waiting: deque[FastCGIRequest] = deque()
@@ -504,9 +505,7 @@ class ConnectionPool:
             if fresh and protocol.requestsStarted:
                 continue
             del self._idle[index]
-            timer = self._idleTimers.pop(protocol, None)
-            if timer is not None and timer.active():
-                timer.cancel()
+            self._idleSince.pop(protocol, None)
             return protocol
         if fresh or not self.multiplexing:
             return None
@@ -655,34 +654,41 @@ class ConnectionPool:
         if protocol.requestsCompleted >= 2:
             self._earlyCloses = 0
         self._idle.append(protocol)
-        self._idleTimers[protocol] = self.clock.callLater(
-            self.idleTimeout, self._idleExpired, protocol
-        )
+        self._idleSince[protocol] = self.clock.seconds()
+        if self._sweepCall is None:
+            self._sweepCall = self.clock.callLater(self.idleTimeout, self._sweepIdle)
         self._dispatch()
 
     def _requestEnded(self, protocol: FastCGIClientProtocol) -> None:
         if self.multiplexing and self._waiting:
             self._dispatch()
 
-    def _idleExpired(self, protocol: FastCGIClientProtocol) -> None:
-        self._idleTimers.pop(protocol, None)
-        self._closeConnection(protocol)
+    def _sweepIdle(self) -> None:
+        # One timer for all idle connections, rescheduled for the oldest.
+        self._sweepCall = None
+        now = self.clock.seconds()
+        for protocol, since in list(self._idleSince.items()):
+            if now - since >= self.idleTimeout:
+                self._closeConnection(protocol)
+        if self._idleSince:
+            oldest = min(self._idleSince.values())
+            self._sweepCall = self.clock.callLater(
+                max(0.0, oldest + self.idleTimeout - now), self._sweepIdle
+            )
 
     def _closeConnection(self, protocol: FastCGIClientProtocol) -> None:
         if protocol in self._idle:
             self._idle.remove(protocol)
-        timer = self._idleTimers.pop(protocol, None)
-        if timer is not None and timer.active():
-            timer.cancel()
+        self._idleSince.pop(protocol, None)
+        self._stopSweepIfUnused()
         protocol.close()
 
     def _connectionLost(self, protocol: FastCGIClientProtocol) -> None:
         self._connections.discard(protocol)
         if protocol in self._idle:
             self._idle.remove(protocol)
-        timer = self._idleTimers.pop(protocol, None)
-        if timer is not None and timer.active():
-            timer.cancel()
+        self._idleSince.pop(protocol, None)
+        self._stopSweepIfUnused()
         if (
             self._useKeepAlive()
             and protocol.requestsCompleted == 1
@@ -701,6 +707,12 @@ class ConnectionPool:
             self._earlyCloses = 0
         self._maybeClosed()
         self._dispatch()
+
+    def _stopSweepIfUnused(self) -> None:
+        if not self._idleSince and self._sweepCall is not None:
+            if self._sweepCall.active():
+                self._sweepCall.cancel()
+            self._sweepCall = None
 
     def _maybeClosed(self) -> None:
         if self._closed and not self._connections and not self._connecting:
