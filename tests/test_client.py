@@ -491,6 +491,33 @@ class AbortTests(SynchronousTestCase, ProtocolTestMixin):
         self.successResultOf(d2)
         self.assertTrue(transport.disconnecting)
 
+    def test_consumerExceptionAbortsOnlyItsRequest(self) -> None:
+        """
+        A C{writeStdout} that raises aborts its request (logged), not the
+        connection.
+        """
+        protocol, transport, clock = self.connect()
+
+        def explode(data: bytes) -> None:
+            raise ValueError("consumer broke")
+
+        d = protocol.request(FastCGIRequest([], writeStdout=explode))
+        protocol.dataReceived(stdout(1, b"x"))
+        self.failureResultOf(d, RequestAborted)
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+        self.assertFalse(transport.disconnecting)
+
+    def test_dataAfterProtocolErrorIgnored(self) -> None:
+        """
+        Bytes that arrive after a protocol error closed the connection are
+        ignored.
+        """
+        protocol, transport, clock = self.connect()
+        d = protocol.request(Collector().request())
+        protocol.dataReceived(b"garbage!")
+        protocol.dataReceived(b"more garbage")
+        self.failureResultOf(d, ResponseProtocolError)
+
     def test_stopProducingAborts(self) -> None:
         """
         The consumer going away aborts the request.

@@ -749,6 +749,8 @@ class FastCGIClientProtocol(Protocol):
         """
         Feed the codec and dispatch its events.
         """
+        if self.state in ("CLOSING", "CLOSED"):
+            return
         self.bytesReceived += len(data)
         for active in self._requests.values():
             active.responseStarted = True
@@ -761,9 +763,18 @@ class FastCGIClientProtocol(Protocol):
         for event in events:
             if isinstance(event, StdoutReceived):
                 request = self._requests.get(event.requestId)
-                if request is not None and not request._deliverStdout(
-                    event.data, self.maxBufferSize
-                ):
+                if request is None:
+                    continue
+                try:
+                    withinLimit = request._deliverStdout(event.data, self.maxBufferSize)
+                except Exception:
+                    self.log.failure(
+                        "FastCGI request {requestId}: its STDOUT consumer raised",
+                        requestId=event.requestId,
+                    )
+                    request.abort(RequestAborted("the STDOUT consumer raised an exception"))
+                    continue
+                if not withinLimit:
                     self.log.warn(
                         "FastCGI request {requestId} aborted: its consumer stayed "
                         "paused with {buffered} bytes of STDOUT buffered "
