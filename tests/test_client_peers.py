@@ -433,3 +433,144 @@ async def test_abortOnRealApplication(responder: Any) -> None:
         assert pool.connectionsOpened == 2
     finally:
         await closePool(pool)
+
+
+# --- multiplexing, against txfastcgi's own application server -----------------
+#
+# Neither libfcgi nor php-fpm multiplexes; txfastcgi.application does, so it
+# serves as the peer for FCGI_MPXS_CONNS=1 over a real Unix socket.
+
+
+def _queryOptions(request: Any) -> dict[str, str]:
+    query = dict(request.params).get(b"QUERY_STRING", b"").decode()
+    options = {}
+    for part in query.split("&"):
+        if part:
+            name, _, value = part.partition("=")
+            options[name] = value
+    return options
+
+
+def multiplexingHandler(seen: dict[str, Any]) -> Callable[[Any], Any]:
+    """
+    A handler for L{txfastcgi.application}: C{wait=MS} answers after MS ms;
+    C{stream=N} writes N bytes in 64 KiB pieces as the connection takes
+    them.  Records request ids and aborts in C{seen}.
+    """
+    from twisted.internet.defer import CancelledError
+
+    reactor = getReactor()
+
+    async def handle(request: Any) -> None:
+        seen.setdefault("ids", []).append(request.requestId)
+        request.notifyAbort().addCallback(
+            lambda _: seen.setdefault("aborted", []).append(request.requestId)
+        )
+        options = _queryOptions(request)
+        request.write(b"Content-Type: text/plain\r\n\r\n")
+        try:
+            if "wait" in options:
+                await deferLater(reactor, int(options["wait"]) / 1000, lambda: None)
+                request.write(b"done\n")
+            if "stream" in options:
+                left = int(options["stream"])
+                chunk = b"s" * 65536
+                while left > 0 and not request.aborted:
+                    await request.whenWritable()
+                    request.write(chunk[:left])
+                    left -= len(chunk)
+        except CancelledError:
+            pass
+
+    def handler(request: Any) -> Deferred[None]:
+        return Deferred.fromCoroutine(handle(request))
+
+    return handler
+
+
+async def multiplexingApp(peerDir: str, seen: dict[str, Any]) -> tuple[Any, str]:
+    """
+    Listen with txfastcgi's application server on a Unix socket.
+    """
+    from txfastcgi.application import FastCGIApplicationFactory
+
+    reactor = getReactor()
+    path = os.path.join(peerDir, "mpx.sock")
+    factory = FastCGIApplicationFactory(multiplexingHandler(seen), reactor, maxReqs=50)
+    port = reactor.listenUNIX(path, factory)
+    return port, "unix:" + path
+
+
+async def learned(pool: ConnectionPool) -> None:
+    """
+    Run one request, then wait (bounded) until the probe has answered.
+    """
+    await call(pool, responderParams(""))
+    for _ in range(100):
+        if pool._probeState != "running":
+            break
+        await deferLater(getReactor(), 0.01, lambda: None)
+    assert pool.multiplexing, pool._probeState
+
+
+@pytest_twisted.ensureDeferred
+async def test_multiplexedRequests(peerDir: str) -> None:
+    """
+    An application answering FCGI_MPXS_CONNS=1 gets concurrent requests
+    interleaved on few connections (ids above 1), all answered.
+    """
+    seen: dict[str, Any] = {}
+    port, address = await multiplexingApp(peerDir, seen)
+    pool = ConnectionPool(getReactor(), address, maxRequestsPerConnection=8)
+    try:
+        await learned(pool)
+        results = await bounded(
+            Deferred.fromCoroutine(
+                _gather([call(pool, responderParams("wait=30")) for _ in range(20)])
+            )
+        )
+        assert all(response.body == b"done\n" for response, _ in results)
+        assert pool.connectionsOpened <= 3
+        assert max(seen["ids"]) == 8
+        assert pool.requestsServed == 21
+    finally:
+        await closePool(pool)
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_stalledMultiplexedRequestAborted(peerDir: str) -> None:
+    """
+    On a multiplexed connection, a request whose consumer stays paused is
+    aborted (ABORT_REQUEST reaches the application) once its buffer passes
+    the limit, while its neighbour streams 4 MiB to completion.
+    """
+    from txfastcgi.client import ResponseBufferOverflow
+
+    seen: dict[str, Any] = {}
+    port, address = await multiplexingApp(peerDir, seen)
+    pool = ConnectionPool(
+        getReactor(), address, maxConnections=1, maxBufferSize=256 * 1024
+    )
+    try:
+        await learned(pool)
+        stalledRequest = FastCGIRequest(
+            responderParams("stream=67108864"), writeStdout=lambda data: stalledRequest.pauseProducing()
+        )
+        stalled = pool.request(stalledRequest)
+        moving = Deferred.fromCoroutine(
+            call(pool, responderParams("stream=4194304"), response=Response(keepBody=0))
+        )
+        with pytest.raises(ResponseBufferOverflow):
+            await bounded(stalled)
+        response, result = await bounded(moving)
+        assert response.bodyLength == 4194304
+        for _ in range(100):
+            if seen.get("aborted"):
+                break
+            await deferLater(getReactor(), 0.01, lambda: None)
+        assert seen["aborted"] == [stalledRequest.requestId]
+        assert pool.connectionsOpened == 1
+    finally:
+        await closePool(pool)
+        await port.stopListening()

@@ -578,6 +578,21 @@ class MultiplexTests(SynchronousTestCase, PoolTestMixin):
         connection.receive(complete(2))
         self.successResultOf(d2)
 
+    def test_connectsOnlyWhatTheQueueNeeds(self) -> None:
+        """
+        When multiplexing, a full connection's overflow opens one new
+        connection per C{maxRequestsPerConnection} waiting requests, not one
+        per request.
+        """
+        pool, endpoint, clock, connection = self.mpxPool(maxRequestsPerConnection=4)
+        for _ in range(3 + 6):
+            pool.request(Collector().request())
+        self.assertEqual(connection.protocol.activeCount, 4)
+        self.assertEqual(len(endpoint.pending()), 2)
+        endpoint.succeed()
+        endpoint.succeed()
+        self.assertEqual(pool.queued, 0)
+
     def test_stalledRequestAbortedOthersGoOn(self) -> None:
         """
         A request whose consumer stays paused is aborted once its buffer

@@ -425,9 +425,10 @@ class ConnectionPool:
         # After the request's own connect, so a single-threaded app accepts
         # the request's connection first.
         self._maybeProbe()
+        perConnection = self.maxRequestsPerConnection if self.multiplexing else 1
         if (
             request._unqueueHook is not None
-            and len(self._waiting) - self._connecting > self.maxQueued
+            and len(self._waiting) - self._connecting * perConnection > self.maxQueued
         ):
             self._unqueue(request)
             self.rejected += 1
@@ -487,7 +488,10 @@ class ConnectionPool:
                 self._needsFresh.discard(request)
                 self._start(protocol, request)
                 continue
-            if self._connecting >= len(self._waiting):
+            # A connection on its way takes one request, or several when
+            # multiplexing: open no more than the queue needs.
+            perConnection = self.maxRequestsPerConnection if self.multiplexing else 1
+            if self._connecting * perConnection >= len(self._waiting):
                 break
             if len(self._connections) + self._connecting >= self.effectiveMaxConnections:
                 if not self._idle:
