@@ -53,13 +53,16 @@ def buildHello(directory: str) -> str:
     return binary
 
 
-def spawnHello(binary: str, socketPath: str, threads: int = 32) -> subprocess.Popen[bytes]:
+def spawnHello(
+    binary: str, socketPath: str, threads: int = 32, cpu: int | None = None
+) -> subprocess.Popen[bytes]:
     """
-    Start hello under C{spawn-fcgi -n} on C{socketPath} and wait until it
-    accepts connections.
+    Start hello under C{spawn-fcgi -n} on C{socketPath} (pinned to C{cpu}
+    if given) and wait until it accepts connections.
     """
+    pin = ["taskset", "-c", str(cpu)] if cpu is not None else []
     process = subprocess.Popen(
-        ["spawn-fcgi", "-n", "-s", socketPath, "--", binary, "-t", str(threads)],
+        [*pin, "spawn-fcgi", "-n", "-s", socketPath, "--", binary, "-t", str(threads)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -181,15 +184,25 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--hello", help="a prebuilt hello binary")
+    parser.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="do not pin this process to CPU 0 and hello to CPU 1",
+    )
     options = parser.parse_args()
+    cpus = sorted(os.sched_getaffinity(0))
+    pinned = not options.no_pin and len(cpus) >= 2 and shutil.which("taskset") is not None
+    if pinned:
+        os.sched_setaffinity(0, {cpus[0]})
 
     from twisted.internet import reactor
     from twisted.internet.defer import ensureDeferred
 
+    loadBefore = " ".join(open("/proc/loadavg").read().split()[:3])
     workdir = tempfile.mkdtemp(prefix="txf-bench-")
     binary = options.hello or buildHello(workdir)
     socketPath = os.path.join(workdir, "hello.sock")
-    app = spawnHello(binary, socketPath)
+    app = spawnHello(binary, socketPath, cpu=cpus[1] if pinned else None)
     rows: list[tuple[str, int, float, list[float], dict[str, int]]] = []
     profileText = ""
 
@@ -243,6 +256,8 @@ def main() -> int:
         f"hello.c under spawn-fcgi -t 32, unix socket; {options.seconds:g} s per run "
         f"after {options.warmup:g} s warm-up, median of {options.runs}; Python "
         f"{sys.version.split()[0]}, reactor {type(reactor).__name__}"  # type: ignore[attr-defined]
+        f"; {'client on CPU %d, hello on CPU %d' % (cpus[0], cpus[1]) if pinned else 'not pinned'}"
+        f"; load average before: {loadBefore}"
     )
     print()
     print("| client | concurrent | req/s (median) | runs | connections opened (last run) |")

@@ -359,11 +359,25 @@ class FastCGIRequest:
     States: I{new} (not started) → I{queued} (in a pool) → I{active} (attached
     to a connection, C{requestId} set) → I{done} (C{finished} fired).  A pool
     may move an active request that failed before any response byte back to
-    I{queued} for one retry.  After C{finished} fired, buffered STDOUT may
-    still be delivered when the consumer resumes only if it fired with a
-    result, which then waits for the buffer to drain.
+    I{queued} for one retry.  A request whose END_REQUEST arrives while its
+    STDOUT is still buffered (consumer paused) is detached from the
+    connection at once, but fires C{finished} only when the buffer has
+    drained.
+
+    @param params: the CGI environment as (name, value) byte pairs.
+    @param writeStdout: called with each piece of STDOUT, in order.
+    @param writeStderr: called with each piece of STDERR; without it STDERR
+        is logged.
+    @param role: the L{Role}.
+    @param body: the request body (STDIN): bytes, or a binary file read in
+        L{STREAM_CHUNK_SIZE} pieces from its current position, where a short
+        read means the end (a regular file, C{BytesIO}, twisted.web's
+        C{request.content} spool).  Seekable files and bytes can be replayed
+        for a retry.
+    @param data: the file to filter (FCGI_DATA), for L{Role.FILTER} only.
 
     @ivar params: the CGI environment as (name, value) byte pairs.
+    @ivar requestId: the request id of the current attempt (0 before).
     @ivar role: the role (L{Role}).
     @ivar finished: fires with a L{RequestResult}, or fails with a
         L{FastCGIClientError} subclass; cancel it to abort the request.
