@@ -339,6 +339,11 @@ def test_backoffDoublesAndIsCapped() -> None:
             RestartPolicy(restartDelay=900, backoffThreshold=1, maxBackoff=600),
             [900, 900, 900, 900],
         ),
+        # minServerLife 0: every death is a survivor, so no back-off.
+        (
+            RestartPolicy(restartDelay=5, minServerLife=0, backoffThreshold=0),
+            [5, 5, 5, 5],
+        ),
         # Fractional delays.
         (
             RestartPolicy(restartDelay=1.5, backoffThreshold=2, maxBackoff=600),

@@ -45,7 +45,9 @@ Rules (SPEC.md Decisions 3 and 4, sections 1.3, 3 and 9.14)
     under umask 0177, so it is created 0600 and is never connectable by
     others, then C{chmod}ed to the requested mode, C{chown}ed to the run-as
     user (who must be able to connect: connecting needs write permission
-    on the socket) and put in listening state.
+    on the socket) and put in listening state.  The umask is process-wide:
+    create sockets from the reactor thread at start-up, not while other
+    threads create files.
   - B{TCP sockets} (L{createTCPListeningSocket}) bind 127.0.0.1 by default,
     not all interfaces as mod_fastcgi did: see that function.
   - B{Shutdown}: L{ListeningSocket.close} closes the socket and unlinks its

@@ -143,6 +143,9 @@ class RestartPolicy:
     @ivar backoffThreshold: how many consecutive quick failures are
         restarted with the normal delay; each one beyond doubles the delay.
     @ivar maxBackoff: the cap on the back-off delay, in seconds.
+
+    C{minServerLife=0} (every death is a survivor) or C{maxBackoff <=
+    restartDelay} turns the back-off off, leaving the seed rule alone.
     """
 
     restartDelay: float = 5.0
