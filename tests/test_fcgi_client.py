@@ -8,21 +8,28 @@ import ast
 import inspect
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from tests import strategies
 from txfastcgi.fcgi import client as clientModule
 from txfastcgi.fcgi.client import ClientConnection, InputState, OutputState
 from txfastcgi.fcgi.constants import ProtocolStatus, RecordType, Role
 from txfastcgi.fcgi.errors import LocalProtocolError, RemoteProtocolError
 from txfastcgi.fcgi.events import (
     Event,
+    ParamsReceived,
     RequestEnded,
     StderrEnded,
     StderrReceived,
+    StdinEnded,
+    StdinReceived,
     StdoutEnded,
     StdoutReceived,
     UnknownTypeReceived,
     ValuesReceived,
 )
+from txfastcgi.fcgi.server import ServerConnection
 from txfastcgi.fcgi.records import (
     STREAM_CHUNK_SIZE,
     PairDecoder,
@@ -391,3 +398,57 @@ def test_unknownProtocolStatusPassesThrough() -> None:
     assert events == [RequestEnded(requestId=1, appStatus=0xFFFFFFFF, protocolStatus=2)]
     assert clientModule.describeProtocolStatus(2) == "OVERLOADED"
     assert clientModule.describeProtocolStatus(9) == "protocolStatus 9"
+
+
+# --- round trips with the application side --------------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    pairs=strategies.pairLists(),
+    body=st.binary(max_size=200_000),
+    output=st.lists(st.binary(min_size=1, max_size=70_000), max_size=4),
+    requestId=st.integers(1, 0xFFFF),
+    chunk=st.integers(1, 70_000),
+)
+def test_roundTripWithServerConnection(
+    pairs: list[tuple[bytes, bytes]],
+    body: bytes,
+    output: list[bytes],
+    requestId: int,
+    chunk: int,
+) -> None:
+    """
+    What L{ClientConnection} sends, L{ServerConnection} (written separately,
+    for the application side) reads back as the same params and body; what
+    the server answers, the client reads back as the same output, however
+    the bytes are cut.
+    """
+    client = ClientConnection()
+    server = ServerConnection()
+    client.beginRequest(requestId, Role.RESPONDER)
+    client.sendParams(requestId, pairs)
+    client.endParams(requestId)
+    client.sendStdin(requestId, body)
+    client.endStdin(requestId)
+    wire = sent(client)
+    serverEvents = []
+    for start in range(0, len(wire), chunk):
+        serverEvents += server.receiveData(wire[start : start + chunk])
+    params = [e for e in serverEvents if isinstance(e, ParamsReceived)]
+    assert [list(p.params) for p in params] == [pairs]
+    assert b"".join(e.data for e in serverEvents if isinstance(e, StdinReceived)) == body
+    assert isinstance(serverEvents[-1], StdinEnded)
+    for data in output:
+        server.sendStdout(requestId, data)
+    server.endRequest(requestId, appStatus=5)
+    answer = b"".join(server.dataToSend())
+    events: list[Event] = []
+    for start in range(0, len(answer), chunk):
+        events += client.receiveData(answer[start : start + chunk])
+    assert b"".join(e.data for e in events if isinstance(e, StdoutReceived)) == b"".join(output)
+    assert events[-2:] == [
+        StdoutEnded(requestId=requestId),
+        RequestEnded(requestId=requestId, appStatus=5, protocolStatus=0),
+    ]
+    assert client.requests == {}
