@@ -400,6 +400,29 @@ def test_dynamicDirectoryRules(tmp_path: Any, make: Any, match: str) -> None:
         prepareDynamicDirectory(str(tmp_path))
 
 
+def test_dynamicLeftoverThatCannotBeRemoved(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    A leftover in C{dynamic/} that cannot be removed is an error naming it.
+    """
+    dynamic = tmp_path / "dynamic"
+    dynamic.mkdir(mode=0o700)
+    (dynamic / "mbox").write_text("old")
+
+    def unlink(p: str) -> None:
+        raise PermissionError(errno.EPERM, "Operation not permitted", p)
+
+    monkeypatch.setattr(os, "unlink", unlink)
+    with pytest.raises(IPCError) as caught:
+        prepareDynamicDirectory(str(tmp_path))
+    assert caught.value.path == str(dynamic / "mbox")
+    assert str(caught.value).endswith(
+        f"cannot remove the leftover {dynamic / 'mbox'}: Operation not permitted; "
+        "remove it by hand"
+    )
+
+
 # --- names ---------------------------------------------------------------------
 
 

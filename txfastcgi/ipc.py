@@ -421,6 +421,12 @@ def prepareIpcDirectory(
             "choose another FastCgiIpcDir",
             path,
         ) from e
+    except OSError as e:
+        raise IPCError(
+            f"{label} {path}: cannot look at it: {e.strerror}; check the "
+            "permissions of the directories above it",
+            path,
+        ) from e
     _checkDirectory(label, path, st, uid, gid)
     return path
 
@@ -447,6 +453,12 @@ def prepareDynamicDirectory(
     except FileNotFoundError:
         _makeDirectory(label, path, uid, gid)
         st = os.lstat(path)
+    except OSError as e:
+        raise IPCError(
+            f"{label} {path}: cannot look at it: {e.strerror}; check "
+            "FastCgiIpcDir",
+            path,
+        ) from e
     if stat.S_ISLNK(st.st_mode):
         raise IPCError(
             f"{label} {path}: is a symbolic link; its contents are deleted at "
@@ -454,7 +466,13 @@ def prepareDynamicDirectory(
             path,
         )
     _checkDirectory(label, path, st, uid, gid)
-    for entry in os.scandir(path):
+    try:
+        entries = list(os.scandir(path))
+    except OSError as e:
+        raise IPCError(
+            f"{label} {path}: cannot list it: {e.strerror}", path
+        ) from e
+    for entry in entries:
         try:
             if entry.is_dir(follow_symlinks=False):
                 shutil.rmtree(entry.path)
