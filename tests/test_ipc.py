@@ -1108,6 +1108,73 @@ def test_childAcceptsOnFdZero(
     assert acceptOne(listening, b"again") == b"again"
 
 
+SPAWNER = textwrap.dedent(
+    """
+    import os, socket, sys
+    spawned = []
+    realSpawn = os.posix_spawnp
+
+    def posix_spawnp(*args, **kwargs):
+        spawned.append(True)
+        return realSpawn(*args, **kwargs)
+
+    os.posix_spawnp = posix_spawnp
+    from twisted.internet import reactor
+    from twisted.internet.protocol import ProcessProtocol
+    from txfastcgi.ipc import createUnixListeningSocket
+
+    path, how, child = sys.argv[1:]
+    listening = createUnixListeningSocket(path, backlog=5)
+    ended = []
+
+    class Watch(ProcessProtocol):
+        def processEnded(self, reason):
+            ended.append(reason.value.exitCode)
+            reactor.stop()
+
+    reactor.spawnProcess(
+        Watch(), sys.executable, [sys.executable, "-c", child], env={},
+        path="/" if how == "fork" else None,
+        childFDs={0: listening.fileno(), 1: 1, 2: 2},
+    )
+    with socket.socket(socket.AF_UNIX) as client:
+        client.settimeout(5)
+        client.connect(path)
+        client.sendall(b"ping")
+        client.shutdown(socket.SHUT_WR)
+        answer = client.recv(200)
+    reactor.callLater(10, reactor.stop)
+    reactor.run()
+    listening.close()
+    words = answer.split(b" ")
+    del words[1:3]  # "from <pid>"
+    sys.stdout.write(repr((b" ".join(words), ended, bool(spawned))))
+    """
+)
+
+
+@pytest.mark.parametrize("how", ["fork", "posix_spawn"])
+def test_twistedSpawnProcessHandOff(shortDir: str, how: str) -> None:
+    """
+    In a separate interpreter, Twisted's C{spawnProcess} with
+    C{childFDs={0: listening.fileno()}} hands the close-on-exec socket to
+    the child as fd 0, both on its fork path (a working directory is given)
+    and on its C{posix_spawnp} path (none is).
+    """
+    path = os.path.join(shortDir, "twisted")
+    result = subprocess.run(
+        [sys.executable, "-c", SPAWNER, path, how, CHILD],
+        capture_output=True,
+        timeout=30,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(ipc.__file__))),
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    usedSpawn = how == "posix_spawn"
+    expected = f"(b'ping fcgi=True blocking=True', [0], {usedSpawn})"
+    assert result.stdout.decode() == expected
+    assert not os.path.lexists(path)
+
+
 def test_moduleImportsNoReactor() -> None:
     """
     L{txfastcgi.ipc} uses nothing from C{twisted.internet}.
