@@ -14,7 +14,8 @@ Three ways (SPEC.md 7.1):
 L{FastCGIApplicationService} starts listening, and on stop (SIGTERM under
 twistd or L{runApplication}) stops accepting, lets the running requests finish
 (bounded by a timeout, after which they are aborted), stops the thread pool,
-and lets the process exit with status 0.
+and lets the process exit with status 0 (also under twistd, which would
+otherwise re-raise the SIGTERM).
 """
 
 from __future__ import annotations
@@ -309,6 +310,12 @@ class FastCGIApplicationService(Service):
         def stopThreads(ignored: object) -> None:
             if self._threadpool is not None:
                 self._threadpool.stop()
+            # twistd (and twist) re-raise the signal that stopped the
+            # reactor, so the process would die "by SIGTERM".  A FastCGI
+            # process manager reads that as a crash (SPEC.md 7.5: status 0 is
+            # a deliberate exit); after a graceful stop, exit with 0.
+            if getattr(self._reactor, "_exitSignal", None) is not None:
+                self._reactor._exitSignal = None
             self._log.info("stopped")
 
         d.addCallback(stopThreads)

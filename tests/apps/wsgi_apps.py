@@ -4,11 +4,14 @@ tests/test_apptap.py).
 
 C{echo}: C{?size=N} streams N bytes of L{pattern} (64 KiB blocks);
 otherwise it streams the request body back as it reads it (64 KiB blocks of
-C{wsgi.input}), so neither side is ever held whole in memory.  C{?env=1} answers the environ as text.
+C{wsgi.input}), so neither side is ever held whole in memory.  C{?sha=1}
+reads the whole body first and answers C{"<length> <sha256 hex>"}.
+C{?env=1} answers the environ as text.
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Callable, Iterator
 
 BLOCK = 65536
@@ -33,6 +36,19 @@ def echo(environ: dict[str, Any], startResponse: Callable[..., Any]) -> Iterator
     if "env" in query:
         startResponse("200 OK", [("Content-Type", "text/plain")])
         yield "".join(f"{k}={v}\n" for k, v in sorted(environ.items())).encode("utf-8", "replace")
+        return
+    if "sha" in query:
+        digest = hashlib.sha256()
+        length = 0
+        inp = environ["wsgi.input"]
+        while True:
+            block = inp.read(BLOCK)
+            if not block:
+                break
+            digest.update(block)
+            length += len(block)
+        startResponse("200 OK", [("Content-Type", "text/plain")])
+        yield f"{length} {digest.hexdigest()}".encode()
         return
     if "size" in query:
         size = int(query["size"])
