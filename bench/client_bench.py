@@ -97,11 +97,14 @@ async def measure(
     concurrency: int,
     seconds: float,
     warmup: float,
-) -> float:
+) -> tuple[float, float]:
     """
     Run C{concurrency} loops calling C{start(request)} for C{warmup} then
-    C{seconds} seconds; return completed requests per second in the
-    measured window.
+    C{seconds} seconds.
+
+    @return: completed requests per second in the measured window, and this
+        process's CPU microseconds per request (less sensitive than the rate
+        to other load on the machine).
     """
     from twisted.internet.defer import Deferred, gatherResults
 
@@ -130,18 +133,20 @@ async def measure(
     await sleep(warmup)
     state["measuring"] = True
     began = time.perf_counter()
+    cpuBegan = time.process_time()
     await sleep(seconds)
     state["measuring"] = False
     elapsed = time.perf_counter() - began
+    cpu = time.process_time() - cpuBegan
     count = state["count"]
     state["stop"] = True
     await loops.addTimeout(30, reactor)
-    return count / elapsed
+    return count / elapsed, cpu / max(count, 1) * 1e6
 
 
 async def cell(
     reactor: Any, socketPath: str, mode: str, concurrency: int, seconds: float, warmup: float
-) -> tuple[float, dict[str, int]]:
+) -> tuple[tuple[float, float], dict[str, int]]:
     """
     One measurement: C{mode} is C{"pool-keepalive"}, C{"pool-close"} or
     C{"protocol"} (one FastCGIClientProtocol, keep-alive, no pool).
@@ -203,7 +208,7 @@ def main() -> int:
     binary = options.hello or buildHello(workdir)
     socketPath = os.path.join(workdir, "hello.sock")
     app = spawnHello(binary, socketPath, cpu=cpus[1] if pinned else None)
-    rows: list[tuple[str, int, float, list[float], dict[str, int]]] = []
+    rows: list[tuple[str, int, float, list[float], float, dict[str, int]]] = []
     profileText = ""
 
     cells = [
@@ -218,13 +223,24 @@ def main() -> int:
         nonlocal profileText
         for label, mode, concurrency in cells:
             rates = []
+            cpus = []
             stats: dict[str, int] = {}
             for _ in range(options.runs):
-                rate, stats = await cell(
+                (rate, cpu), stats = await cell(
                     reactor, socketPath, mode, concurrency, options.seconds, options.warmup
                 )
                 rates.append(rate)
-            rows.append((label, concurrency, statistics.median(rates), rates, stats))
+                cpus.append(cpu)
+            rows.append(
+                (
+                    label,
+                    concurrency,
+                    statistics.median(rates),
+                    rates,
+                    statistics.median(cpus),
+                    stats,
+                )
+            )
         if options.profile:
             profiler = cProfile.Profile()
             profiler.enable()
@@ -260,11 +276,17 @@ def main() -> int:
         f"; load average before: {loadBefore}"
     )
     print()
-    print("| client | concurrent | req/s (median) | runs | connections opened (last run) |")
-    print("|---|---:|---:|---|---:|")
-    for label, concurrency, median, rates, stats in rows:
+    print(
+        "| client | concurrent | req/s (median) | runs | client CPU µs/req | "
+        "connections opened (last run) |"
+    )
+    print("|---|---:|---:|---|---:|---:|")
+    for label, concurrency, median, rates, cpu, stats in rows:
         runs = " / ".join(f"{r:.0f}" for r in rates)
-        print(f"| {label} | {concurrency} | {median:.0f} | {runs} | {stats.get('connections', 0)} |")
+        print(
+            f"| {label} | {concurrency} | {median:.0f} | {runs} | {cpu:.0f} | "
+            f"{stats.get('connections', 0)} |"
+        )
     if profileText:
         print()
         print(profileText)

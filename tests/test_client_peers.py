@@ -152,6 +152,21 @@ def patternDigest(length: int) -> str:
     return digest.hexdigest()
 
 
+@pytest.fixture(autouse=True)
+def noDelayedCallsLeft() -> Any:
+    """
+    Each test leaves no timer behind in the session's reactor (pytest-twisted
+    does not check, STYLE.md P12).
+    """
+    yield
+    left = [
+        call
+        for call in getReactor().getDelayedCalls()
+        if call.active() and "txfastcgi" in repr(call.func)
+    ]
+    assert left == [], left
+
+
 @pytest.fixture
 def responder(responderBinary: str, peerDir: str) -> Any:
     """
