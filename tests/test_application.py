@@ -466,6 +466,28 @@ class AbortTests(ApplicationTestsMixin, SynchronousTestCase):
         self.assertEqual(factory.activeRequests, 0)
         self.assertFalse(transport.disconnecting)
 
+    def test_abortVisibleToBodyReader(self) -> None:
+        """
+        Code woken by the failing body already sees C{aborted}, and its writes
+        are dropped (the END_REQUEST of the abort follows alone).
+        """
+        factory = self.makeFactory()
+        proto, transport = self.connect(factory)
+        proto.dataReceived(begin(1, keep=True) + params(1))
+        [req] = self.requests
+        seen: list[bool] = []
+
+        def bodyFailed(failure: Failure) -> None:
+            seen.append(req.aborted)
+            req.write(b"dropped")
+
+        req.stdin.read().addErrback(bodyFailed)
+        proto.dataReceived(encodeRecord(RecordType.ABORT_REQUEST, 1))
+        self.assertEqual(seen, [True])
+        records = self.records(transport)
+        self.assertEqual(self.stdout(records), b"")
+        self.assertEqual(self.end(records), (ABORTED_APP_STATUS, 0))
+
     def test_abortCallbackMayFinish(self) -> None:
         """
         A notifyAbort callback may write and finish with its own status.

@@ -86,6 +86,7 @@ __all__ = [
     "RequestAbortedError",
     "StreamDiscardedError",
     "parseWebServerAddrs",
+    "peerAllowed",
 ]
 
 ABORTED_APP_STATUS = 1
@@ -407,7 +408,8 @@ class ApplicationRequest:
     @ivar data: a Filter's DATA stream (empty and ended for other roles).
     @ivar peer: the address of the web server's end of the connection.
     @ivar finished: whether L{finish} was called (or the abort ended it).
-    @ivar aborted: whether the request was aborted.
+    @ivar aborted: whether the request was aborted (set before anything is
+        told, so code woken by the failing body already sees it).
     @ivar stdoutWritten: how many bytes were written to STDOUT.
     """
 
@@ -442,7 +444,7 @@ class ApplicationRequest:
         self._streaming = False
         self._pullCall: DelayedCall | None = None
         self._handlerResult: Deferred[Any] | None = None
-        self._aborting = False
+        self._inAbortCallbacks = False
 
     def __repr__(self) -> str:
         return f"<ApplicationRequest {self.requestId} {self.role.name}>"
@@ -466,7 +468,7 @@ class ApplicationRequest:
         @raise txfastcgi.fcgi.errors.LocalProtocolError: for a Filter that
             has not read all of C{stdin} yet.
         """
-        if self.aborted:
+        if self.aborted and not self._inAbortCallbacks:
             return
         if self.finished:
             raise RuntimeError("write() called after finish()")
@@ -484,7 +486,7 @@ class ApplicationRequest:
 
         @raise RuntimeError: after L{finish}.
         """
-        if self.aborted:
+        if self.aborted and not self._inAbortCallbacks:
             return
         if self.finished:
             raise RuntimeError("writeStderr() called after finish()")
@@ -498,8 +500,11 @@ class ApplicationRequest:
         C{appStatus} (what a CGI program's exit status would be).  Calling it
         again, or after an abort, does nothing.
         """
-        if self.finished or self.aborted:
+        if self.finished or (self.aborted and not self._inAbortCallbacks):
             return
+        self._end(appStatus)
+
+    def _end(self, appStatus: int) -> None:
         self.finished = True
         self._channel._connection.endRequest(self.requestId, appStatus)
         self._done(_failure(StreamDiscardedError("the request finished")))
@@ -611,17 +616,21 @@ class ApplicationRequest:
         """
         if self.finished or self.aborted:
             return
-        self._aborting = True
+        self.aborted = True
         reason = _failure(RequestAbortedError(f"request {self.requestId} was aborted"))
         for stream in (self.stdin, self.data):
             stream._end(reason)
         waiters, self._abortWaiters = self._abortWaiters, []
-        for d in waiters:
-            d.callback(None)
+        self._inAbortCallbacks = True
+        try:
+            for d in waiters:
+                d.callback(None)
+        finally:
+            self._inAbortCallbacks = False
         if self._handlerResult is not None and not self._handlerResult.called:
             self._handlerResult.cancel()
-        self.finish(ABORTED_APP_STATUS)
-        self.aborted = True
+        if not self.finished:
+            self._end(ABORTED_APP_STATUS)
 
     def _done(self, reason: Failure) -> None:
         for stream in (self.stdin, self.data):
@@ -776,7 +785,7 @@ class FastCGIApplicationProtocol(Protocol):
             request.finish(value if isinstance(value, int) and not isinstance(value, bool) else 0)
 
     def _handlerFailed(self, request: ApplicationRequest, failure: Failure) -> None:
-        if request.aborted or request._aborting:
+        if request.aborted:
             return
         self._log.failure(
             "handler failed for request {requestId}",
