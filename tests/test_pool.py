@@ -255,6 +255,21 @@ class ReuseTests(SynchronousTestCase, PoolTestMixin):
         pool.request(Collector().request())
         self.assertEqual(len(endpoint.attempts), 2)
 
+    def test_ourClosesAreNotEvidence(self) -> None:
+        """
+        Connections the pool itself closed after one request (idle timeout)
+        do not count as an application that ignores keep-alive.
+        """
+        pool, endpoint, clock = self.makePool(idleTimeout=5)
+        for _ in range(4):
+            pool.request(Collector().request())
+            connection = endpoint.succeed()
+            connection.receive(complete())
+            clock.advance(5)
+            self.assertTrue(connection.transport.disconnecting)
+            connection.lose()
+        self.assertTrue(pool.keepAliveHonoured)
+
     def test_keepAliveNotHonouredDetected(self) -> None:
         """
         After three connections closed right after their first request the

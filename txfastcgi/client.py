@@ -687,6 +687,8 @@ class FastCGIClientProtocol(Protocol):
     @ivar requestsStarted: requests started on this connection so far.
     @ivar requestsCompleted: requests that ended with END_REQUEST.
     @ivar bytesReceived: bytes read from the application so far.
+    @ivar closedLocally: whether we closed the connection (rather than the
+        application or the network).
     @ivar onIdle: called with the protocol when its last active request ended
         and it can take another (the pool's quiescent callback).
     @ivar onLost: called with the protocol when the connection closed.
@@ -711,6 +713,7 @@ class FastCGIClientProtocol(Protocol):
         self.state = "CONNECTING"
         self.requestsStarted = 0
         self.requestsCompleted = 0
+        self.closedLocally = False
         self.bytesReceived = 0
         self.onIdle: Callable[[FastCGIClientProtocol], object] | None = None
         self.onLost: Callable[[FastCGIClientProtocol], object] | None = None
@@ -947,6 +950,7 @@ class FastCGIClientProtocol(Protocol):
         if self.state in ("CLOSING", "CLOSED"):
             return
         self.state = "CLOSING"
+        self.closedLocally = True
         self._cancelTimers()
         if self.transport is not None:
             self._transport.loseConnection()
@@ -955,6 +959,7 @@ class FastCGIClientProtocol(Protocol):
         if self.state == "CLOSED":
             return
         self.state = "CLOSING"
+        self.closedLocally = True
         self._cancelTimers()
         if self.transport is not None:
             abort = getattr(self.transport, "abortConnection", None)

@@ -696,7 +696,7 @@ class ConnectionPool:
         if (
             self._useKeepAlive()
             and protocol.requestsCompleted == 1
-            and protocol.state == "CLOSED"
+            and not protocol.closedLocally
             and not self._closed
         ):
             self._earlyCloses += 1
