@@ -9,7 +9,9 @@ import ast
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
+from txfastcgi.fcgi.client import ClientConnection
 from txfastcgi.fcgi.constants import ProtocolStatus, RecordType, Role
 from txfastcgi.fcgi.errors import LocalProtocolError, RemoteProtocolError
 from txfastcgi.fcgi.events import (
@@ -18,9 +20,12 @@ from txfastcgi.fcgi.events import (
     Event,
     ParamsReceived,
     RequestAborted,
+    RequestEnded,
     RequestStarted,
+    StderrReceived,
     StdinEnded,
     StdinReceived,
+    StdoutReceived,
     ValuesRequested,
 )
 from txfastcgi.fcgi.records import (
@@ -441,3 +446,69 @@ def test_paddingAndPairsAcrossRecords() -> None:
     conn = ServerConnection()
     events = conn.receiveData(data)
     assert events[1] == ParamsReceived(requestId=1, params=((b"NAME", b"v" * 130),))
+
+
+# --- round trips with the web-server side codec, in any split ------------------
+
+
+def splitAt(data: bytes, cuts: list[int]) -> list[bytes]:
+    """
+    Cut C{data} at the given offsets (taken modulo its length).
+    """
+    points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
+    return [data[a:b] for a, b in zip(points, points[1:])]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    role=st.sampled_from([Role.RESPONDER, Role.AUTHORIZER, Role.FILTER]),
+    params=st.dictionaries(st.binary(min_size=1, max_size=140), st.binary(max_size=300), max_size=6),
+    body=st.binary(max_size=70000),
+    data=st.binary(max_size=3000),
+    cuts=st.lists(st.integers(min_value=0), max_size=12),
+)
+def test_roundTripWithClientConnection(
+    role: int, params: dict[bytes, bytes], body: bytes, data: bytes, cuts: list[int]
+) -> None:
+    """
+    Whatever the role, the params, the body and the split of the bytes, the
+    application side receives what the web-server side
+    (L{txfastcgi.fcgi.client.ClientConnection}) sent, and its answer (STDOUT
+    echoing the inputs, STDERR, END_REQUEST) arrives back intact.
+    """
+    client = ClientConnection()
+    server = ServerConnection(multiplex=True, maxReqs=5)
+    client.beginRequest(3, role, keepConnection=True)
+    client.sendParams(3, params.items())
+    client.endParams(3)
+    if role != Role.AUTHORIZER:
+        client.sendStdin(3, body)
+    client.endStdin(3)
+    if role == Role.FILTER:
+        client.sendData(3, data)
+        client.endData(3)
+    events: list[Event] = []
+    for piece in splitAt(b"".join(client.dataToSend()), cuts):
+        events += server.receiveData(piece)
+    events = normalise(events)
+    assert events[0] == RequestStarted(requestId=3, role=role, keepConnection=True)
+    assert isinstance(events[1], ParamsReceived)
+    assert dict(events[1].params) == params
+    gotBody = b"".join(e.data for e in events if isinstance(e, StdinReceived))
+    gotData = b"".join(e.data for e in events if isinstance(e, DataReceived))
+    assert gotBody == (b"" if role == Role.AUTHORIZER else body)
+    assert gotData == (data if role == Role.FILTER else b"")
+    assert StdinEnded(requestId=3) in events
+    assert (DataEnded(requestId=3) in events) == (role == Role.FILTER)
+    server.sendStdout(3, gotBody + gotData)
+    server.sendStderr(3, b"log line")
+    server.endRequest(3, appStatus=role)
+    answers: list[Event] = []
+    for piece in splitAt(b"".join(server.dataToSend()), cuts):
+        answers += client.receiveData(piece)
+    stdout = b"".join(e.data for e in answers if isinstance(e, StdoutReceived))
+    stderr = b"".join(e.data for e in answers if isinstance(e, StderrReceived))
+    assert stdout == gotBody + gotData
+    assert stderr == b"log line"
+    assert answers[-1] == RequestEnded(requestId=3, appStatus=role, protocolStatus=0)
+    assert not server.shouldClose
