@@ -412,3 +412,41 @@ def test_twistdFastcgiAppOverTCP(peerDir: str) -> None:
         assert process.popen.returncode == 0, process.output()
     finally:
         process.stop()
+
+
+@pytest.mark.peer("cgi-fcgi")
+def test_webServerAddrs(peerDir: str) -> None:
+    """
+    With FCGI_WEB_SERVER_ADDRS set, echo closes TCP connections from peers
+    not in the list (cgi-fcgi gets no response), serves listed ones, and
+    serves Unix-socket peers (which have no address to check).
+    """
+    started = []
+    for name, allowed in [("denied", "10.9.9.9"), ("allowed", "10.9.9.9, 127.0.0.1")]:
+        port = peers.freePort()
+        process = peers.PeerProcess(
+            name,
+            echoArgv("--port", str(port)),
+            logPath=os.path.join(peerDir, f"{name}.log"),
+            env=initialEnv(FCGI_WEB_SERVER_ADDRS=allowed),
+        )
+        started.append(process)
+        peers._waitUntilAccepting(("127.0.0.1", port), [process])
+        result = peers.cgiFcgiRun(("127.0.0.1", port), {"REQUEST_METHOD": "GET", "QUERY_STRING": "format=text"})
+        if name == "denied":
+            assert b"Request number" not in result.stdout
+            assert "not in FCGI_WEB_SERVER_ADDRS" in process.output()
+        else:
+            assert b"Request number 1" in result.stdout
+    path = os.path.join(peerDir, "addrs.sock")
+    process = peers.PeerProcess(
+        "unix",
+        echoArgv("--socket", path),
+        logPath=os.path.join(peerDir, "unix.log"),
+        env=initialEnv(FCGI_WEB_SERVER_ADDRS="10.9.9.9"),
+    )
+    started.append(process)
+    peers._waitUntilAccepting(path, [process])
+    assert requestNumber(echoText(path))[0] == 1
+    for process in started:
+        process.stop()
