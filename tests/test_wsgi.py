@@ -435,36 +435,61 @@ class ResponseTests(WSGITestsMixin, SynchronousTestCase):
 
     def test_abort(self) -> None:
         """
-        After ABORT_REQUEST the request ends at once; the application's
-        reads raise OSError, nothing more is written and close() is called.
+        ABORT_REQUEST while the application runs ends the request at once;
+        its reads of C{wsgi.input} then raise OSError, iteration stops,
+        nothing more is written and close() is called.
         """
         closed: list[bool] = []
         errors: list[BaseException] = []
+        proto: Any = None
 
         class Body:
             def __iter__(self) -> Iterator[bytes]:
+                yield b"first"
+                proto.dataReceived(encodeRecord(RecordType.ABORT_REQUEST, 1))
+                try:
+                    environ["wsgi.input"].read()
+                except OSError as e:
+                    errors.append(e)
                 yield b"never sent"
 
             def close(self) -> None:
                 closed.append(True)
 
-        def app(environ: Any, startResponse: Any) -> Body:
-            try:
-                environ["wsgi.input"].read()
-            except OSError as e:
-                errors.append(e)
+        environ: dict[str, Any] = {}
+
+        def app(env: Any, startResponse: Any) -> Body:
+            environ.update(env)
             startResponse("200 OK", [])
             return Body()
 
         proto, transport, pool = self.serve(app)
         proto.dataReceived(requestBytes(body=None) + encodeRecord(RecordType.STDIN, 1, b"part"))
-        proto.dataReceived(encodeRecord(RecordType.ABORT_REQUEST, 1))
-        records = self.records(transport)
-        self.assertEqual(self.end(records), (1, 0))
         pool.runAll()
-        self.assertEqual(transport.value(), b"")
+        records = self.records(transport)
+        self.assertEqual(self.stream(records, RecordType.STDOUT), b"Status: 200 OK\r\n\r\nfirst")
+        self.assertEqual(self.end(records), (1, 0))
+        self.assertEqual(records[-1].type, RecordType.END_REQUEST)
         self.assertEqual(len(errors), 1)
         self.assertEqual(closed, [True])
+
+    def test_abortedBeforeStart(self) -> None:
+        """
+        A request aborted while waiting for a thread never runs the
+        application.
+        """
+        calls: list[bool] = []
+
+        def app(environ: Any, startResponse: Any) -> list[bytes]:
+            calls.append(True)
+            startResponse("200 OK", [])
+            return []
+
+        proto, transport, pool = self.serve(app)
+        proto.dataReceived(requestBytes() + encodeRecord(RecordType.ABORT_REQUEST, 1))
+        pool.runAll()
+        self.assertEqual(calls, [])
+        self.assertEqual(self.end(self.records(transport)), (1, 0))
 
 
 class ThreadedTests(WSGITestsMixin, SynchronousTestCase):

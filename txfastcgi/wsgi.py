@@ -407,6 +407,10 @@ class _WSGIRun:
         blockingCallFromThread(cast(Any, self._reactor), cast(Any, self._writeInReactor), data)
 
     def _runInThread(self) -> None:
+        if self._aborted:
+            # Aborted while waiting for a thread: do not start the application.
+            self._reactor.callFromThread(self._succeeded)
+            return
         try:
             result = self._application(self.environ, self.startResponse)
             try:
