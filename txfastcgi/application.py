@@ -828,6 +828,9 @@ class FastCGIApplicationProtocol(Protocol):
     def _close(self) -> None:
         if not self._closing and self.transport is not None:
             self._closing = True
+            # A transport with a registered producer may wait for it to be
+            # unregistered before it closes (ITransport.loseConnection).
+            self.transport.unregisterProducer()
             self.transport.loseConnection()
 
     def _updateReading(self) -> None:
