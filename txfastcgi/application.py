@@ -381,9 +381,15 @@ class _Collector(Protocol):
         self._chunks: list[bytes] = []
 
     def dataReceived(self, data: bytes) -> None:
+        """
+        Keep a chunk.
+        """
         self._chunks.append(data)
 
     def connectionLost(self, reason: Failure = _failure(ConnectionDone())) -> None:
+        """
+        Fire with the whole stream, or fail.
+        """
         if _clean(reason):
             self.done.callback(b"".join(self._chunks))
         else:
