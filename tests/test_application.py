@@ -488,6 +488,19 @@ class AbortTests(ApplicationTestsMixin, SynchronousTestCase):
         self.assertEqual(self.stdout(records), b"")
         self.assertEqual(self.end(records), (ABORTED_APP_STATUS, 0))
 
+    def test_abortStopsProducer(self) -> None:
+        """
+        A producer registered on an aborted request is unregistered and
+        stopped.
+        """
+        factory = self.makeFactory()
+        proto, transport = self.connect(factory)
+        proto.dataReceived(request(keep=True))
+        producer = StreamingProducer()
+        self.requests[0].registerProducer(producer, True)
+        proto.dataReceived(encodeRecord(RecordType.ABORT_REQUEST, 1))
+        self.assertEqual(producer.calls, ["stop"])
+
     def test_abortCallbackMayFinish(self) -> None:
         """
         A notifyAbort callback may write and finish with its own status.

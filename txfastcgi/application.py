@@ -30,10 +30,11 @@ L{ApplicationRequest.whenWritable} gives a Deferred for code that cannot be a
 producer (the WSGI threads).  With several requests on one connection, a
 paused transport pauses all of them, and a paused body stops all bodies.
 
-Abort (FCGI_ABORT_REQUEST): the request's L{ApplicationRequest.notifyAbort}
-Deferreds fire (their callbacks may still write and call C{finish}), its
-unfinished input streams fail with L{RequestAbortedError}, the Deferred the
-handler returned is cancelled, and if it is still not finished the request
+Abort (FCGI_ABORT_REQUEST): the request is marked C{aborted}, its unfinished
+input streams fail with L{RequestAbortedError}, its
+L{ApplicationRequest.notifyAbort} Deferreds fire (their callbacks may still
+write and call C{finish}), the Deferred the handler returned is cancelled, a
+registered producer is stopped, and if it is still not finished the request
 ends at once with END_REQUEST and appStatus L{ABORTED_APP_STATUS}.  Later
 writes are dropped.  A lost connection aborts its requests the same way,
 without writing anything.
@@ -635,6 +636,10 @@ class ApplicationRequest:
             self._inAbortCallbacks = False
         if self._handlerResult is not None and not self._handlerResult.called:
             self._handlerResult.cancel()
+        producer = self._producer
+        if producer is not None:
+            self.unregisterProducer()
+            producer.stopProducing()
         if not self.finished:
             self._end(ABORTED_APP_STATUS)
 
