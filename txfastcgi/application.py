@@ -852,10 +852,10 @@ class FastCGIApplicationProtocol(Protocol):
         )
         if want and not self._readPaused:
             self._readPaused = True
-            self.transport.pauseProducing()  # type: ignore[attr-defined]
+            self.transport.pauseProducing()
         elif not want and self._readPaused:
             self._readPaused = False
-            self.transport.resumeProducing()  # type: ignore[attr-defined]
+            self.transport.resumeProducing()
 
     # --- IPushProducer (the transport's send buffer) ---------------------------
 
@@ -887,7 +887,7 @@ class FastCGIApplicationProtocol(Protocol):
         """
         if self.transport is not None:
             self._closing = True
-            self.transport.abortConnection()  # type: ignore[attr-defined]
+            self.transport.abortConnection()
 
     def connectionLost(self, reason: Failure = _failure(ConnectionDone())) -> None:
         """
@@ -926,7 +926,7 @@ class FastCGIApplicationFactory(ServerFactory):
     """
 
     _log = Logger()
-    protocol = FastCGIApplicationProtocol  # type: ignore[assignment]
+    protocol = FastCGIApplicationProtocol
 
     def __init__(
         self,

@@ -127,7 +127,7 @@ class _AdoptedUNIXPort(unix.Port):
         this.numberAccepts = 100
         this.startReading()
 
-    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
+    def connectionLost(self, reason: Failure) -> None:
         """
         Stop listening without unlinking the socket file.
         """
