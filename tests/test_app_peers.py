@@ -340,9 +340,10 @@ def test_wsgi64MiBFullDuplexEcho(peerDir: str) -> None:
     application, which echoes it block by block while still reading: the
     64 MiB come back intact, with bounded buffering on both sides.
 
-    (nginx is not used here: it does not read a FastCGI response while it is
-    still sending an unbuffered request body, so an application streaming
-    its answer before the end of the body stalls behind it.)
+    (nginx is not used here: with C{fastcgi_request_buffering off}, once it
+    starts passing the response on it stops reading the client's body, so an
+    application that answers before it has read the whole body stalls -- we
+    saw 320 KiB come back, then nothing until nginx's 60 s timeout.)
     """
     app = peers.spawnFcgi(twistdArgv(), env=initialEnv(), directory=peerDir, cwd=str(REPO))
     body = os.urandom(1 << 20) * 64
