@@ -292,6 +292,108 @@ async def _gather(coroutines: list[Any]) -> list[Any]:
     return await gatherResults([Deferred.fromCoroutine(c) for c in coroutines])  # type: ignore[no-any-return]
 
 
+async def closedLoopLoad(
+    pool: ConnectionPool, clients: int, count: int, query: Callable[[int], str]
+) -> tuple[list[Exception], float]:
+    """
+    C{clients} clients each sending C{count} responder requests one after the
+    other (C{query(i)} for the i-th), all bounded by L{TIMEOUT} in total.
+
+    @return: the exceptions requests failed with, and the seconds it took.
+    """
+    reactor = getReactor()
+    errors: list[Exception] = []
+
+    async def client() -> None:
+        for i in range(count):
+            try:
+                response, result = await call(pool, responderParams(query(i)))
+                assert result == RequestResult(0, 0)
+                assert response.body == b"Hello, world\n"
+            except Exception as e:
+                errors.append(e)
+
+    start = reactor.seconds()
+    await bounded(Deferred.fromCoroutine(_gather([client() for _ in range(clients)])))
+    return errors, reactor.seconds() - start
+
+
+@pytest_twisted.ensureDeferred
+async def test_singleWorkerKeepAliveNoStall(responderBinary: str, peerDir: str) -> None:
+    """
+    A libfcgi responder with one thread serves one connection at a time and
+    keeps reading a kept connection after each request.  Four clients send
+    25 requests each through a pool of up to 16 connections: requests on
+    new connections wait in the listen queue while the worker sits on an
+    idle kept connection, until the pool closes that one.  Every request
+    succeeds (none waits for the 10 s response timeout), all well inside
+    20 s, and kept connections are still reused.
+    """
+    socketPath = os.path.join(peerDir, "one.sock")
+    app = peers.spawnResponder(threads=1, socketPath=socketPath)
+    pool = ConnectionPool(
+        getReactor(), "unix:" + socketPath, maxConnections=16, responseTimeout=10
+    )
+    try:
+        errors, elapsed = await closedLoopLoad(
+            pool, 4, 25, lambda i: "sleep=5" if i % 5 == 0 else ""
+        )
+        print(
+            f"one worker: {elapsed:.2f} s, {pool.connectionsOpened} connections, "
+            f"{pool.requestsReused} reused, {pool.stallRescues} rescues, "
+            f"errors {errors[:3]}"
+        )
+        assert errors == []
+        assert elapsed < TIMEOUT
+        assert pool.requestsServed == 100
+        assert pool.requestsFailed == 0
+        assert pool.stallRescues > 0
+        assert pool.requestsReused >= 50
+        assert pool.connectionsOpened < 50
+    finally:
+        await closePool(pool)
+        app.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_enoughWorkersNoThrash(responder: Any) -> None:
+    """
+    With as many responder threads as clients (and the GET_VALUES probe
+    holding one thread for its first second), four clients sending 25
+    requests each keep exactly one connection each: no connection is closed
+    to free a worker.
+    """
+    pool = ConnectionPool(getReactor(), responder.endpointDescription, maxConnections=16)
+    try:
+        errors, elapsed = await closedLoopLoad(
+            pool, 4, 25, lambda i: "sleep=5" if i % 5 == 0 else ""
+        )
+        assert errors == []
+        assert pool.connectionsOpened == 4
+        assert pool.stallRescues == 0
+        assert pool.requestsReused == 96
+    finally:
+        await closePool(pool)
+
+
+@pytest_twisted.ensureDeferred
+async def test_enoughWorkersSlowRequestsNoThrash(responder: Any) -> None:
+    """
+    The same with requests of 0.7 s, longer than the pool's C{stallGrace}:
+    requests on new connections wait that long for their first byte (one
+    of them behind the probe), yet no connection is closed.
+    """
+    pool = ConnectionPool(getReactor(), responder.endpointDescription, maxConnections=16)
+    try:
+        errors, elapsed = await closedLoopLoad(pool, 4, 3, lambda i: "sleep=700")
+        assert errors == []
+        assert pool.connectionsOpened == 4
+        assert pool.stallRescues == 0
+        assert pool.requestsReused == 8
+    finally:
+        await closePool(pool)
+
+
 @pytest_twisted.ensureDeferred
 async def test_bigStdoutBoundedMemory(responder: Any) -> None:
     """

@@ -11,6 +11,7 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectionDone, ConnectionRefusedError
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.logger import LogLevel, capturedLogs
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -27,6 +28,7 @@ from txfastcgi.client import (
 from txfastcgi.fcgi.constants import ProtocolStatus, RecordType
 from txfastcgi.fcgi.records import (
     RecordReader,
+    decodePairs,
     encodeEndRequestBody,
     encodePairs,
     encodeRecord,
@@ -193,6 +195,22 @@ class ReuseTests(SynchronousTestCase, PoolTestMixin):
             (pool.connectionsOpened, pool.requestsServed, pool.requestsReused, pool.retries),
             (1, 2, 1, 0),
         )
+
+    def test_finishedRequestsForgotten(self) -> None:
+        """
+        The pool keeps no reference to requests that finished, served or
+        failed.
+        """
+        pool, endpoint, clock = self.makePool()
+        d1 = pool.request(Collector().request())
+        connection = endpoint.succeed()
+        connection.receive(complete())
+        self.successResultOf(d1)
+        d2 = pool.request(Collector().request())
+        connection.receive(encodeRecord(RecordType.STDOUT, 1, b"x"))
+        connection.lose()
+        self.failureResultOf(d2, ApplicationConnectionLost)
+        self.assertEqual(pool._attempts, {})
 
     def test_nextRequestFromCallbackReuses(self) -> None:
         """
@@ -802,3 +820,339 @@ class AddressTests(SynchronousTestCase):
         pool = ConnectionPool(reactor, "tcp:127.0.0.1:9000", probeValues=False)
         pool.request(Collector().request())
         self.assertEqual(reactor.tcpClients[0][:2], ("127.0.0.1", 9000))
+
+
+class OneConnectionWorkers:
+    """
+    A fake application that, like libfcgi or php-fpm, serves one connection
+    per worker: a worker C{accept}s the oldest connection in the listen
+    queue and then reads only that connection, request after request, until
+    it closes.  Connections wait in the listen queue (in connect order) until
+    a worker is free.  A request takes the milliseconds its C{MS} param says
+    from the moment a worker reads it.
+
+    @ivar served: (connection index, request id) of each request answered.
+    """
+
+    def __init__(self, endpoint: FakeEndpoint, clock: Clock, workers: int = 1) -> None:
+        self.endpoint = endpoint
+        self.clock = clock
+        self.workers: list[Connection | None] = [None] * workers
+        self.queue: list[Connection] = []
+        self.lost: set[int] = set()
+        self.served: list[tuple[int, int]] = []
+        self._seen = 0
+        # connection id -> (request id, params so far, due time or None)
+        self._current: dict[int, tuple[int, bytes, float | None]] = {}
+        self._unread: dict[int, bytes] = {}
+
+    def _index(self, connection: Connection) -> int:
+        return self.endpoint.connections.index(connection)
+
+    def _lose(self, connection: Connection) -> None:
+        if id(connection) not in self.lost:
+            self.lost.add(id(connection))
+            connection.lose()
+
+    def step(self) -> None:
+        """
+        Complete closes, accept, read and answer what is due now.
+        """
+        while self._seen < len(self.endpoint.connections):
+            self.queue.append(self.endpoint.connections[self._seen])
+            self._seen += 1
+        for connection in self.endpoint.connections:
+            if connection.transport.disconnecting and id(connection) not in self.lost:
+                self._lose(connection)
+        for index, connection in enumerate(self.workers):
+            if connection is not None and id(connection) in self.lost:
+                self.workers[index] = None
+                self._current.pop(id(connection), None)
+        for index, connection in enumerate(self.workers):
+            while self.workers[index] is None and self.queue:
+                candidate = self.queue.pop(0)
+                if id(candidate) not in self.lost:
+                    self.workers[index] = candidate
+        now = self.clock.seconds()
+        for connection in list(self.workers):
+            if connection is None:
+                continue
+            key = id(connection)
+            data = self._unread.pop(key, b"") + connection.transport.value()
+            connection.transport.clear()
+            reader = RecordReader()
+            for record in reader.feed(data):
+                requestId, params, due = self._current.get(key, (record.requestId, b"", None))
+                if record.type == RecordType.PARAMS and record.content:
+                    params += record.content
+                elif record.type == RecordType.PARAMS:
+                    pairs = dict(decodePairs(params, "PARAMS"))
+                    due = now + int(pairs.get(b"MS", b"0")) / 1000
+                self._current[key] = (requestId, params, due)
+            requestId, params, due = self._current.get(key, (0, b"", None))
+            if due is not None and due <= now:
+                del self._current[key]
+                self.served.append((self._index(connection), requestId))
+                connection.receive(complete(requestId))
+
+    def run(self, until: Any, limit: float, tick: float = 0.005) -> None:
+        """
+        Step the application and advance the clock by C{tick} until
+        C{until()} is true or C{limit} seconds have passed.
+        """
+        end = self.clock.seconds() + limit
+        self.step()
+        while not until() and self.clock.seconds() < end:
+            self.clock.advance(tick)
+            self.step()
+
+
+def msRequest(collector: Collector, ms: int) -> FastCGIRequest:
+    """
+    A request the fake application takes C{ms} milliseconds to answer.
+    """
+    return FastCGIRequest(
+        [(b"MS", str(ms).encode())], writeStdout=collector.stdout.append
+    )
+
+
+class ClosedLoop:
+    """
+    C{clients} clients, each sending C{count} requests one after the other
+    (the next from the previous one's callback, as a real client does).
+
+    @ivar latencies: seconds from start to result of each request.
+    @ivar failures: failures of requests.
+    """
+
+    def __init__(
+        self, pool: ConnectionPool, clients: int, count: int, ms: Any
+    ) -> None:
+        self.pool = pool
+        self.count = count
+        self.ms = ms
+        self.latencies: list[float] = []
+        self.failures: list[Failure] = []
+        self.finished = 0
+        self.clients = clients
+        for client in range(clients):
+            self._send(client, 0)
+
+    def _send(self, client: int, number: int) -> None:
+        started = self.pool.clock.seconds()
+        d = self.pool.request(msRequest(Collector(), self.ms(client, number)))
+
+        def done(result: object) -> None:
+            self.latencies.append(self.pool.clock.seconds() - started)
+            if isinstance(result, Failure):
+                self.failures.append(result)
+            if number + 1 < self.count:
+                self._send(client, number + 1)
+            else:
+                self.finished += 1
+
+        d.addBoth(done)
+
+    def done(self) -> bool:
+        """
+        Whether every client sent all its requests.
+        """
+        return self.finished == self.clients
+
+
+class StalledAcceptTests(SynchronousTestCase, PoolTestMixin):
+    """
+    Applications with fewer workers than pool connections (libfcgi, php-fpm):
+    a worker keeps reading the idle connection it served, so a request on a
+    new connection waits in the listen queue until the pool closes an idle
+    connection.
+    """
+
+    def test_idleConnectionClosedForStalledRequest(self) -> None:
+        """
+        Request A runs on the only worker's connection; B goes on a second
+        connection, unread; A ends and its connection goes idle.  The pool
+        closes the idle connection shortly after (C{stallGrace}), so the
+        worker accepts B's connection and B completes, long before the
+        response timeout.
+        """
+        pool, endpoint, clock = self.makePool(maxConnections=16)
+        endpoint.autoConnect = True
+        app = OneConnectionWorkers(endpoint, clock, workers=1)
+        dA = pool.request(msRequest(Collector(), 100))
+        app.step()
+        dB = pool.request(msRequest(Collector(), 100))
+        app.run(lambda: dA.called, 1)
+        self.successResultOf(dA)
+        self.assertNoResult(dB)
+        first, second = endpoint.connections
+        self.assertEqual(pool.idleConnections, 1)
+        self.assertFalse(first.transport.disconnecting)
+        endedA = clock.seconds()
+        with capturedLogs() as events:
+            app.run(lambda: dB.called, 5)
+        self.successResultOf(dB)
+        [event] = [e for e in events if "rescues" in e or "maxConnections" in e]
+        self.assertEqual(event["log_level"], LogLevel.info)
+        self.assertEqual((event["idle"], event["connections"]), (1, 2))
+        self.assertGreaterEqual(event["waited"], 0.5)
+        self.assertTrue(first.transport.disconnecting)
+        self.assertLess(clock.seconds() - endedA, 1.0)
+        self.assertEqual(pool.stallRescues, 1)
+        self.assertEqual(pool.connectionsOpened, 2)
+        # The worker now serves the second connection, which is reused.
+        dC = pool.request(msRequest(Collector(), 10))
+        app.run(lambda: dC.called, 1)
+        self.successResultOf(dC)
+        self.assertEqual((pool.connectionsOpened, pool.requestsReused), (2, 1))
+
+    def test_singleWorkerClosedLoop(self) -> None:
+        """
+        Four clients sending 25 requests each, one after the other, through
+        a pool of 16 connections to a one-worker application: every request
+        succeeds within a few seconds, and kept connections are still
+        reused.
+        """
+        pool, endpoint, clock = self.makePool(maxConnections=16)
+        endpoint.autoConnect = True
+        app = OneConnectionWorkers(endpoint, clock, workers=1)
+        load = ClosedLoop(pool, 4, 25, lambda client, number: 5 if number % 5 == 0 else 1)
+        app.run(load.done, 60)
+        self.assertTrue(load.done())
+        self.assertEqual(load.failures, [])
+        self.assertEqual(pool.requestsServed, 100)
+        self.assertLess(max(load.latencies), 3.0)
+        self.assertGreater(pool.requestsReused, 50)
+        self.assertGreater(pool.stallRescues, 0)
+
+    def test_singleWorkerSlowRequests(self) -> None:
+        """
+        The same with requests of 1 s each: all succeed, none waits for
+        the response timeout.
+        """
+        pool, endpoint, clock = self.makePool(maxConnections=16)
+        endpoint.autoConnect = True
+        app = OneConnectionWorkers(endpoint, clock, workers=1)
+        load = ClosedLoop(pool, 4, 4, lambda client, number: 1000)
+        app.run(load.done, 60, tick=0.05)
+        self.assertTrue(load.done())
+        self.assertEqual(load.failures, [])
+        self.assertLess(max(load.latencies), 10.0)
+
+    def assertNoThrash(self, workers: int, ms: Any, count: int = 10) -> ConnectionPool:
+        """
+        C{workers} clients against an application with as many workers:
+        every request succeeds, exactly one connection per client is
+        opened and none is closed.
+        """
+        pool, endpoint, clock = self.makePool(maxConnections=16)
+        endpoint.autoConnect = True
+        app = OneConnectionWorkers(endpoint, clock, workers=workers)
+        load = ClosedLoop(pool, workers, count, ms)
+        app.run(load.done, 120, tick=0.01)
+        self.assertTrue(load.done())
+        self.assertEqual(load.failures, [])
+        self.assertEqual(pool.connectionsOpened, workers)
+        self.assertEqual(pool.stallRescues, 0)
+        self.assertEqual(
+            [c.transport.disconnecting for c in endpoint.connections], [False] * workers
+        )
+        self.assertEqual(pool.requestsReused, workers * (count - 1))
+        return pool
+
+    def test_enoughWorkersFastRequests(self) -> None:
+        """
+        With a worker per client, fast requests never close a connection.
+        """
+        self.assertNoThrash(4, lambda client, number: 5 if number % 3 == 0 else 1)
+
+    def test_enoughWorkersSlowRequests(self) -> None:
+        """
+        With a worker per client, requests of 2 s each (longer than
+        C{stallGrace}: the first ones on new connections wait that long for
+        their first byte) never close a connection.
+        """
+        self.assertNoThrash(4, lambda client, number: 2000, count=4)
+
+    def test_enoughWorkersMixedRequests(self) -> None:
+        """
+        With a worker per client, a mix of slow and fast requests does not
+        close connections once the pool knows how long requests take.
+        """
+        self.assertNoThrash(
+            4, lambda client, number: 800 if (client + number) % 4 == 0 else 300, count=8
+        )
+
+    def test_probeHoldsRescue(self) -> None:
+        """
+        While the GET_VALUES probe is unanswered it may hold a worker
+        itself, so no idle connection is closed for a stalled request before
+        the probe is given up.
+        """
+        pool, endpoint, clock = self.makePool(maxConnections=16, probeValues=True, probeTimeout=1.0)
+        endpoint.autoConnect = True
+        app = OneConnectionWorkers(endpoint, clock, workers=1)
+        dA = pool.request(msRequest(Collector(), 10))
+        app.step()
+        dB = pool.request(msRequest(Collector(), 10))
+        app.run(lambda: dA.called, 1)
+        self.successResultOf(dA)
+        app.run(lambda: False, 0.95 - clock.seconds())
+        self.assertNoResult(dB)
+        self.assertEqual(pool.stallRescues, 0)
+        app.run(lambda: dB.called, 3)
+        self.successResultOf(dB)
+        self.assertEqual(pool.stallRescues, 1)
+
+    def test_stallGraceNoneDisables(self) -> None:
+        """
+        C{stallGrace=None} keeps the old behaviour: the idle connection is
+        kept and the second request waits.
+        """
+        pool, endpoint, clock = self.makePool(maxConnections=16, stallGrace=None)
+        endpoint.autoConnect = True
+        app = OneConnectionWorkers(endpoint, clock, workers=1)
+        dA = pool.request(msRequest(Collector(), 10))
+        app.step()
+        dB = pool.request(msRequest(Collector(), 10))
+        app.run(lambda: dA.called, 1)
+        app.run(lambda: False, 5)
+        self.assertNoResult(dB)
+        self.assertEqual(pool.idleConnections, 1)
+        pool.closeAll()
+        app.step()
+
+    def test_slowFirstRequestBoundedCloses(self) -> None:
+        """
+        A request that is merely slow (10 s, the application has a worker
+        for it) on a new connection, while another client's fast requests
+        keep a connection busy, closes only a few connections (the pool
+        backs off), and everything succeeds.
+        """
+        pool, endpoint, clock = self.makePool(maxConnections=16)
+        endpoint.autoConnect = True
+        app = OneConnectionWorkers(endpoint, clock, workers=4)
+        load = ClosedLoop(pool, 1, 400, lambda client, number: 20)
+        slow = pool.request(msRequest(Collector(), 10_000))
+        app.run(lambda: slow.called and load.done(), 60, tick=0.01)
+        self.successResultOf(slow)
+        self.assertEqual(load.failures, [])
+        self.assertLessEqual(pool.stallRescues, 5)
+
+    def test_multiplexingUnaffected(self) -> None:
+        """
+        On a multiplexing pool an idle connection is not closed for a
+        request waiting on another connection.
+        """
+        pool, endpoint, clock, connection = MultiplexTests.mpxPool(
+            self, maxRequestsPerConnection=1  # type: ignore[arg-type]
+        )
+        d2 = pool.request(Collector().request())
+        second = endpoint.succeed()
+        connection.receive(complete(1))
+        self.assertEqual(pool.idleConnections, 1)
+        clock.advance(5)
+        self.assertFalse(connection.transport.disconnecting)
+        self.assertEqual(pool.stallRescues, 0)
+        second.receive(complete(1))
+        self.successResultOf(d2)

@@ -51,6 +51,57 @@ Policies
    connection of its own it would just be slowed; memory stays bounded by
    C{maxBufferSize} per request.
 
+ - B{Workers that serve one connection each.}  libfcgi applications and
+   php-fpm give each worker one connection at a time: with C{FCGI_KEEP_CONN}
+   the worker that ended a request goes on reading I{that} connection and
+   does not C{accept()} another.  With more pool connections than workers, a
+   request written on a new connection can wait in the application's listen
+   queue while the only worker that could take it blocks on one of our
+   I{idle} connections, until the response timeout (504).  The pool cannot
+   learn the worker count (libfcgi does not answer GET_VALUES), and from our
+   side "queued, not yet accepted" looks the same as "accepted, still
+   computing".  So it watches only requests on connections that have never
+   received a byte (only those can be in the listen queue: a connection
+   that answered once is held by its worker), and acts on evidence:
+
+     1. A I{release} is a moment a worker we held may have become free: one
+        of our connections went idle after a request, or the probe ended.
+     2. A waiting request counts as I{stalled} when it is still without a
+        byte C{stallGrace} plus the usual service time after the first
+        release since it was written.  The service time is a moving average
+        of how long requests took on connections that had answered before
+        (so no listen-queue wait is in it; until there is one, the last
+        request's time).  So with enough workers a request that is slow
+        but being served answers before it counts as stalled; requests
+        that all take about as long never do.
+     3. For a stalled request the pool closes one idle connection (the
+        least recently used), or, if none is idle, the next connection that
+        goes idle instead of keeping it.  Busy connections are never closed.
+        The freed worker returns to C{accept()} and takes the oldest queued
+        connection.  Each rescue counts in C{stallRescues} and is logged
+        (the first at info, with a hint, then at debug).
+     4. A request still without a byte after a rescue (the freed worker
+        went to another client of the application, say) may be rescued
+        again, each time after twice as long: a request that is merely slow
+        on a new connection costs a few reconnects at most, never one per
+        request.
+     5. Nothing is closed while the probe is unanswered (libfcgi holds a
+        worker on the probe connection until C{probeTimeout}), nor when
+        multiplexing (such an application does not hold a worker per
+        connection), nor when connections are not kept.
+
+   In the steady state every connection has answered before, so the rule
+   costs nothing and closes nothing; it acts while connections are new.
+   With one worker and several clients each connection serves requests for
+   about C{stallGrace} before it is closed in turn (round robin), so kept
+   connections are still reused.  I{Not done:} capping the pool at the
+   largest number of connections the application was seen to serve at once
+   (when it does not answer GET_VALUES).  That number only grows when the
+   pool goes beyond it, so a cap would keep the pool from ever finding more
+   workers, and it goes stale when workers are added, ended by php-fpm's
+   C{pm = dynamic}, or held by another gateway; set C{maxConnections} to the
+   worker count instead (the first rescue's log line says so).
+
  - B{Broken and idle connections.}  A connection that hits a protocol error
    or timeout is closed and dropped; one that the app closes is dropped;
    idle connections close after C{idleTimeout} seconds.
@@ -265,6 +316,10 @@ class ConnectionPool:
     @ivar maxRequestsPerConnection: requests per multiplexed connection.
     @ivar connectTimeout: seconds a connect may take.
     @ivar idleTimeout: seconds an idle connection is kept.
+    @ivar stallGrace: seconds (beyond the usual service time) a request on a
+        new connection may wait for its first byte after a worker may have
+        become free, before an idle connection is closed to free a worker
+        (see the module docstring); C{None} turns that off.
     @ivar staleRetryWindow: a lost connection counts as stale (so the
         request may be retried) only if it failed within this many seconds of
         the request starting: a stale connection fails at once, while an app
@@ -284,6 +339,8 @@ class ConnectionPool:
     @ivar retries: requests retried on a fresh connection (or without
         multiplexing).
     @ivar rejected: requests refused with L{PoolOverloaded}.
+    @ivar stallRescues: idle connections closed to free an application
+        worker for a request stalled on a new connection.
     """
 
     log = Logger()
@@ -306,6 +363,7 @@ class ConnectionPool:
         probeValues: bool = True,
         probeTimeout: float = 1.0,
         staleRetryWindow: float = 1.0,
+        stallGrace: float | None = 0.5,
     ) -> None:
         if maxConnections < 1:
             raise ValueError("maxConnections must be at least 1")
@@ -333,6 +391,7 @@ class ConnectionPool:
         self.probeValues = probeValues
         self.probeTimeout = probeTimeout
         self.staleRetryWindow = staleRetryWindow
+        self.stallGrace = stallGrace
 
         self.appMaxConns: int | None = None
         self.appMaxReqs: int | None = None
@@ -347,6 +406,7 @@ class ConnectionPool:
         self.requestsFailed = 0
         self.retries = 0
         self.rejected = 0
+        self.stallRescues = 0
 
         self._factory = _ProtocolFactory(self)
         self._connections: set[FastCGIClientProtocol] = set()
@@ -363,6 +423,16 @@ class ConnectionPool:
         self._closed = False
         self._closeWaiters: list[Deferred[None]] = []
         self._earlyCloses = 0
+        # Stalled-accept watch (module docstring): requests on connections
+        # that never received a byte, in the order they were written.
+        self._unanswered: dict[FastCGIClientProtocol, _Unanswered] = {}
+        # When the current request on each connection started, and whether
+        # the connection had answered before (no listen-queue wait).
+        self._requestStarts: dict[FastCGIClientProtocol, tuple[float, bool]] = {}
+        self._serviceTime: float | None = None
+        self._serviceTimeMeasured = False
+        self._stallCall: DelayedCall | None = None
+        self._stallCallAt = 0.0
 
     # --- public -----------------------------------------------------------------
 
@@ -415,6 +485,7 @@ class ConnectionPool:
         if request.done or request.attempts:
             raise RuntimeError(f"{request!r} was already started")
         request.finished.addCallbacks(self._served, self._failed)
+        request.finished.addBoth(self._forget, request)
         if self._closed:
             request._reject(PoolClosed(f"pool for {self.address} is closed"))
             return request.finished
@@ -456,6 +527,8 @@ class ConnectionPool:
         @return: a Deferred firing when every connection is closed.
         """
         self._closed = True
+        self._unanswered.clear()
+        self._cancelStallCheck()
         waiting, self._waiting = self._waiting, deque()
         self._needsFresh.clear()
         for request in waiting:
@@ -529,11 +602,17 @@ class ConnectionPool:
 
     def _start(self, protocol: FastCGIClientProtocol, request: FastCGIRequest) -> None:
         reused = protocol.requestsStarted > 0
-        self._attempts[request] = (reused, self.clock.seconds())
+        now = self.clock.seconds()
+        self._attempts[request] = (reused, now)
         self.requestsStarted += 1
         if reused:
             self.requestsReused += 1
         request._retryHook = self._retryHook
+        if self._watchingStalls():
+            answered = protocol.bytesReceived > 0
+            self._requestStarts[protocol] = (now, answered)
+            if not answered and protocol not in self._unanswered:
+                self._unanswered[protocol] = _Unanswered(now)
         protocol.request(request, keepConnection=self._useKeepAlive())
 
     def _unqueue(self, request: FastCGIRequest) -> None:
@@ -591,6 +670,10 @@ class ConnectionPool:
         self.requestsFailed += 1
         return failure
 
+    def _forget(self, result: object, request: FastCGIRequest) -> object:
+        self._attempts.pop(request, None)
+        return result
+
     # --- connections -----------------------------------------------------------
 
     def _openConnection(self) -> None:
@@ -646,6 +729,9 @@ class ConnectionPool:
         self._dispatch()
 
     def _connectionIdle(self, protocol: FastCGIClientProtocol) -> None:
+        served = protocol.requestsStarted > 0
+        if served:
+            self._measureRequest(protocol)
         if (
             self._closed
             or (protocol.requestsStarted and not self._useKeepAlive())
@@ -657,6 +743,11 @@ class ConnectionPool:
             return
         if protocol.requestsCompleted >= 2:
             self._earlyCloses = 0
+        if served and self._unanswered:
+            if self._rescueOwed(protocol):
+                self._dispatch()
+                return
+            self._released()
         self._idle.append(protocol)
         self._idleSince[protocol] = self.clock.seconds()
         if self._sweepCall is None:
@@ -689,6 +780,9 @@ class ConnectionPool:
 
     def _connectionLost(self, protocol: FastCGIClientProtocol) -> None:
         self._connections.discard(protocol)
+        self._requestStarts.pop(protocol, None)
+        if self._unanswered.pop(protocol, None) is not None and not self._unanswered:
+            self._cancelStallCheck()
         if protocol in self._idle:
             self._idle.remove(protocol)
         self._idleSince.pop(protocol, None)
@@ -724,6 +818,164 @@ class ConnectionPool:
             for d in waiters:
                 d.callback(None)
 
+    # --- stalled accepts (module docstring) -----------------------------------------
+
+    def _watchingStalls(self) -> bool:
+        return bool(
+            self.stallGrace is not None
+            and self.stallGrace > 0
+            and self._useKeepAlive()
+            and not self.multiplexing
+            and not self._closed
+        )
+
+    def _measureRequest(self, protocol: FastCGIClientProtocol) -> None:
+        """
+        Note how long the request that just ended on C{protocol} took: a
+        moving average over requests on connections that had answered
+        before (pure service time), or, until there is one, the last
+        request's time.
+        """
+        started = self._requestStarts.pop(protocol, None)
+        if started is None:
+            return
+        at, answered = started
+        duration = max(0.0, self.clock.seconds() - at)
+        if answered and self._serviceTimeMeasured and self._serviceTime is not None:
+            self._serviceTime += (duration - self._serviceTime) / 4
+        elif answered or not self._serviceTimeMeasured:
+            self._serviceTime = duration
+            self._serviceTimeMeasured = answered
+
+    def _graceFor(self, entry: _Unanswered) -> float:
+        grace = (self.stallGrace or 0.0) + (self._serviceTime or 0.0)
+        return float(grace * 2 ** min(entry.rescues, 6))
+
+    def _pruneUnanswered(self) -> None:
+        """
+        Forget requests whose connection answered, closed or went away;
+        stop watching altogether when the rule does not apply.
+        """
+        if not self._watchingStalls():
+            self._unanswered.clear()
+        else:
+            for protocol in list(self._unanswered):
+                if (
+                    protocol.bytesReceived > 0
+                    or protocol.state != "ACTIVE"
+                    or protocol not in self._connections
+                ):
+                    del self._unanswered[protocol]
+        if not self._unanswered:
+            self._cancelStallCheck()
+
+    def _rescueOwed(self, protocol: FastCGIClientProtocol) -> bool:
+        """
+        C{protocol} just went idle: if a stalled request is owed a rescue,
+        close C{protocol} for it.
+
+        @return: whether C{protocol} was closed.
+        """
+        self._pruneUnanswered()
+        for entry in self._unanswered.values():
+            if entry.pending:
+                self._rescue(protocol, entry)
+                return True
+        return False
+
+    def _released(self, probeEnded: bool = False) -> None:
+        """
+        A worker may have become free: start the clock of each waiting
+        request that has none (after the probe ended, restart them all).
+        """
+        self._pruneUnanswered()
+        if not self._unanswered:
+            return
+        now = self.clock.seconds()
+        for entry in self._unanswered.values():
+            if entry.pending:
+                continue
+            due = now + self._graceFor(entry)
+            if entry.due is None:
+                entry.due = due
+            elif probeEnded:
+                entry.due = max(entry.due, due)
+        self._scheduleStallCheck()
+
+    def _scheduleStallCheck(self) -> None:
+        if self._probeState == "running":
+            # The probe may hold a worker; its end restarts the clocks.
+            return
+        dues = [e.due for e in self._unanswered.values() if e.due is not None]
+        if not dues:
+            self._cancelStallCheck()
+            return
+        due = min(dues)
+        if self._stallCall is not None and self._stallCall.active():
+            if self._stallCallAt <= due:
+                return
+            self._stallCall.cancel()
+        self._stallCallAt = due
+        self._stallCall = self.clock.callLater(
+            max(0.0, due - self.clock.seconds()), self._checkStalls
+        )
+
+    def _cancelStallCheck(self) -> None:
+        if self._stallCall is not None and self._stallCall.active():
+            self._stallCall.cancel()
+        self._stallCall = None
+
+    def _checkStalls(self) -> None:
+        self._stallCall = None
+        self._pruneUnanswered()
+        if self._probeState == "running":
+            return
+        now = self.clock.seconds()
+        for entry in list(self._unanswered.values()):
+            if entry.pending or entry.due is None or now < entry.due:
+                continue
+            if self._idle:
+                self._rescue(self._idle[0], entry)
+            else:
+                entry.pending = True
+                entry.due = None
+        self._scheduleStallCheck()
+
+    def _rescue(self, protocol: FastCGIClientProtocol, entry: _Unanswered) -> None:
+        """
+        Close C{protocol} (idle) so that the application worker reading it
+        can accept the connection C{entry} waits on.
+        """
+        now = self.clock.seconds()
+        entry.pending = False
+        entry.rescues += 1
+        # Closing frees a worker: the request gets a new, longer clock.
+        entry.due = now + self._graceFor(entry)
+        self.stallRescues += 1
+        if self.stallRescues == 1:
+            self.log.info(
+                "FastCGI request to {backend} waited {waited} s without a byte on a "
+                "new connection while {idle} of {connections} connections were idle: "
+                "closing an idle connection so that the application worker holding "
+                "it can accept; if the application has fewer workers than "
+                "maxConnections ({maxConnections}), lower maxConnections",
+                backend=self.address,
+                waited=round(now - entry.since, 3),
+                idle=len(self._idle),
+                connections=len(self._connections),
+                maxConnections=self.maxConnections,
+            )
+        else:
+            self.log.debug(
+                "FastCGI request to {backend} stalled {waited} s on a new connection "
+                "(rescue {rescues}); closing an idle connection",
+                backend=self.address,
+                waited=round(now - entry.since, 3),
+                rescues=entry.rescues,
+            )
+        self._closeConnection(protocol)
+        self._scheduleStallCheck()
+
     # --- GET_VALUES probe ----------------------------------------------------------
 
     def _maybeProbe(self) -> None:
@@ -753,6 +1005,8 @@ class ConnectionPool:
                 assert isinstance(result, dict)
                 self._probeState = "done"
                 self._learn(result)
+            # A worker that held the probe connection is free again.
+            self._released(probeEnded=True)
 
         d = self._endpoint.connect(_ProbeFactory(self))
         d.addCallback(connected)
@@ -789,6 +1043,26 @@ class ConnectionPool:
         for protocol in list(self._idle)[:max(0, excess)]:
             self._closeConnection(protocol)
         self._dispatch()
+
+
+@dataclass(slots=True)
+class _Unanswered:
+    """
+    A request waiting on a connection that never received a byte (it may
+    be in the application's listen queue).
+
+    @ivar since: when it was written.
+    @ivar due: when it counts as stalled, once a worker may have become
+        free; C{None} until then.
+    @ivar rescues: connections closed for it so far.
+    @ivar pending: a rescue is owed: close the next connection that goes
+        idle.
+    """
+
+    since: float
+    due: float | None = None
+    rescues: int = 0
+    pending: bool = False
 
 
 class _ProbeFactory(_ProtocolFactory):
