@@ -76,6 +76,7 @@ from txfastcgi.fcgi.events import (
     ValuesRequested,
 )
 from txfastcgi.fcgi.server import DEFAULT_MAX_PARAMS_SIZE, ServerConnection
+from txfastcgi._time import DelayedCall, TimeSource
 
 __all__ = [
     "ABORTED_APP_STATUS",
@@ -103,31 +104,8 @@ Handler = Callable[["ApplicationRequest"], Any]
 """A request handler: called with the request, may return a Deferred."""
 
 
-class DelayedCall(TypingProtocol):
-    """
-    What we use of L{twisted.internet.interfaces.DelayedCall} (typed
-    structurally, since mypy does not see through zope interfaces).
-    """
-
-    def active(self) -> bool:
-        """Whether the call is still pending."""
-
-    def cancel(self) -> None:
-        """Cancel the call."""
-
-
-class Clock(TypingProtocol):
-    """
-    What we use of L{twisted.internet.interfaces.IReactorTime}.
-    """
-
-    def callLater(
-        self, delay: float, callable: Callable[..., Any], *args: object, **kwargs: object
-    ) -> DelayedCall:
-        """Call C{callable} after C{delay} seconds."""
-
-    def seconds(self) -> float:
-        """The current time."""
+Clock = TimeSource
+"""What the application side uses of a reactor's time API."""
 
 
 class BodyProtocol(TypingProtocol):

@@ -57,6 +57,7 @@ from twisted.internet.interfaces import IPullProducer, IPushProducer
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from txfastcgi._time import DelayedCall as DelayedCall, TimeSource as TimeSource
 from zope.interface import implementer  # type: ignore[import-untyped]
 
 from txfastcgi.fcgi.client import ClientConnection, OutputState
@@ -95,42 +96,6 @@ __all__ = [
     "ResponseTimeout",
     "UnknownRole",
 ]
-
-class DelayedCall(TypingProtocol):
-    """
-    What we use of L{twisted.internet.interfaces.DelayedCall}.
-    """
-
-    def active(self) -> bool:
-        """
-        Whether the call is still to happen.
-        """
-
-    def cancel(self) -> None:
-        """
-        Prevent the call.
-        """
-
-
-class TimeSource(TypingProtocol):
-    """
-    What we use of L{twisted.internet.interfaces.TimeSource}: a reactor or
-    a L{twisted.internet.task.Clock}.  (A structural type, so that mypy checks
-    it without the zope plugin.)
-    """
-
-    def seconds(self) -> float:
-        """
-        The current time in seconds.
-        """
-
-    def callLater(
-        self, delay: float, callable: Callable[..., Any], *args: Any, **kw: Any
-    ) -> DelayedCall:
-        """
-        Call C{callable} after C{delay} seconds.
-        """
-
 
 class _Transport(TypingProtocol):
     """
