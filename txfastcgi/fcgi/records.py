@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Iterable
 
 from txfastcgi.fcgi.constants import (
     FCGI_HEADER_LEN,
@@ -532,12 +532,3 @@ def readRecords(data: bytes) -> list[Record]:
     if not reader.atRecordBoundary:
         raise RemoteProtocolError(f"stream ends inside a record: {reader.describePartial()}")
     return records
-
-
-def pairsFromMapping(values: Sequence[tuple[bytes, bytes]] | dict[bytes, bytes]) -> list[tuple[bytes, bytes]]:
-    """
-    Normalise a mapping or a sequence of pairs to a list of pairs.
-    """
-    if isinstance(values, dict):
-        return list(values.items())
-    return list(values)
