@@ -1,0 +1,396 @@
+# -*- test-case-name: tests.test_resource_peers -*-
+"""
+L{FastCGIResource} behind a real L{GatewaySite} on 127.0.0.1, in front of
+real FastCGI applications (the libfcgi responder of tests/apps/responder.c
+under spawn-fcgi, and php-fpm) on Unix sockets, with
+L{twisted.web.client.Agent} as the HTTP client in the same reactor.
+
+The large transfers stream on both sides (the client hashes the download as
+it arrives and generates the upload as it is sent), so the peak RSS of this
+process, which holds both the server and the client, shows what the gateway
+keeps in memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from typing import Any, AsyncIterator
+
+import pytest
+import pytest_twisted  # type: ignore[import-untyped]
+from twisted.internet.defer import Deferred
+from twisted.internet.protocol import Protocol
+from twisted.logger import LogEvent, globalLogPublisher
+from twisted.python.failure import Failure
+from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool, ResponseDone
+from twisted.web.http import PotentialDataLoss
+from twisted.web.http_headers import Headers
+from twisted.web.resource import Resource
+
+from tests import peers
+from txfastcgi.pool import ConnectionPool
+from txfastcgi.resource import FastCGIResource
+from txfastcgi.site import GatewaySite
+
+TIMEOUT = 20.0
+"""Seconds any one await may take."""
+
+BIG = 64 * 1024 * 1024
+"""Bytes of the large download and upload."""
+
+PATTERN = peers.responderPattern(65536)
+
+
+def getReactor() -> Any:
+    """
+    The reactor pytest-twisted installed (imported late, see conftest).
+    """
+    from twisted.internet import reactor
+
+    return reactor
+
+
+async def bounded(d: Deferred[Any], seconds: float = TIMEOUT) -> Any:
+    """
+    Await C{d}, failing with a timeout rather than hanging.
+    """
+    return await d.addTimeout(seconds, getReactor())
+
+
+def resetPeakRSS() -> int:
+    """
+    Reset this process's peak RSS (VmHWM) to its current RSS, via
+    C{/proc/self/clear_refs}, and return the current RSS in bytes.
+    """
+    with open("/proc/self/clear_refs", "w") as clear:
+        clear.write("5")
+    return _status("VmRSS")
+
+
+def peakRSS() -> int:
+    """
+    This process's peak RSS (VmHWM) in bytes.
+    """
+    return _status("VmHWM")
+
+
+def _status(field: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError(f"no {field} in /proc/self/status")
+
+
+def patternDigest(length: int) -> str:
+    """
+    SHA-256 of the first C{length} bytes of the responder's C{size=N} body.
+    """
+    digest = hashlib.sha256()
+    full, rest = divmod(length, len(PATTERN))
+    for _ in range(full):
+        digest.update(PATTERN)
+    digest.update(PATTERN[:rest])
+    return digest.hexdigest()
+
+
+class PatternFile(io.RawIOBase):
+    """
+    A read-only file of C{length} bytes of the responder pattern, generated
+    as it is read (so an upload of it holds no more than one chunk).
+    """
+
+    def __init__(self, length: int) -> None:
+        super().__init__()
+        self.length = length
+        self.position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self.position, os.SEEK_END: self.length}[whence]
+        self.position = base + offset
+        return self.position
+
+    def tell(self) -> int:
+        return self.position
+
+    def read(self, size: int = -1) -> bytes:
+        size = min(size if size >= 0 else self.length, self.length - self.position)
+        start = self.position % len(PATTERN)
+        data = (PATTERN[start:] + PATTERN * (size // len(PATTERN) + 1))[:size]
+        self.position += size
+        return data
+
+
+class Body(Protocol):
+    """
+    Receives a response body: hashes it, keeps its start, notes when each
+    piece arrived.
+
+    @ivar done: fires with this object at the end of the body.
+    """
+
+    def __init__(self, keep: int = 1 << 16) -> None:
+        self.keep = keep
+        self.kept = b""
+        self.length = 0
+        self.digest = hashlib.sha256()
+        self.arrivals: list[tuple[float, int]] = []
+        self.done: Deferred[Body] = Deferred()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.arrivals.append((getReactor().seconds(), len(data)))
+        self.length += len(data)
+        self.digest.update(data)
+        if len(self.kept) < self.keep:
+            self.kept += data[: self.keep - len(self.kept)]
+
+    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
+        if reason.check(ResponseDone, PotentialDataLoss):
+            self.done.callback(self)
+        else:
+            self.done.errback(reason)
+
+
+class Gateway:
+    """
+    A L{GatewaySite} on 127.0.0.1 with a L{FastCGIResource} at C{/app}, and
+    an L{Agent} to talk to it.
+    """
+
+    def __init__(self, application: str, **resourceOptions: Any) -> None:
+        reactor = getReactor()
+        self.pool = ConnectionPool(reactor, application, probeValues=False)
+        root = Resource()
+        root.putChild(b"app", FastCGIResource(self.pool, **resourceOptions))
+        self.site = GatewaySite(root, maxRequestBodySize=1 << 30)
+        self.port = reactor.listenTCP(0, self.site, interface="127.0.0.1")
+        self.httpPool = HTTPConnectionPool(reactor, persistent=False)
+        self.agent = Agent(reactor, pool=self.httpPool)
+
+    def url(self, path: str) -> bytes:
+        """
+        The URL of C{path} on this gateway.
+        """
+        return f"http://127.0.0.1:{self.port.getHost().port}{path}".encode()
+
+    async def fetch(
+        self, path: str, method: bytes = b"GET", body: Any = None, keep: int = 1 << 16
+    ) -> tuple[Any, Body]:
+        """
+        Request C{path}; return the response and its whole L{Body}.
+        """
+        response = await bounded(
+            self.agent.request(method, self.url(path), Headers({}), body)
+        )
+        received = Body(keep)
+        response.deliverBody(received)
+        await bounded(received.done, 60)
+        return response, received
+
+    async def close(self) -> None:
+        """
+        Stop listening, close the HTTP and FastCGI connections.
+        """
+        await bounded(self.httpPool.closeCachedConnections())
+        await bounded(self.port.stopListening())
+        await bounded(self.pool.closeAll())
+
+
+@pytest.fixture
+def responder(responderBinary: str, peerDir: str) -> Any:
+    """
+    The libfcgi responder with 4 threads on a Unix socket.
+    """
+    app = peers.spawnResponder(threads=4, directory=peerDir)
+    yield app
+    app.stop()
+
+
+@pytest_twisted.async_yield_fixture
+async def gateway(responder: Any) -> AsyncIterator[Gateway]:
+    """
+    A gateway in front of the responder.
+    """
+    gw = Gateway(responder.endpointDescription, documentRoot=b"/srv/docs")
+    yield gw
+    await gw.close()
+
+
+def header(response: Any, name: bytes) -> bytes:
+    """
+    The first value of a response header.
+    """
+    values = response.headers.getRawHeaders(name)
+    assert values, name
+    value: bytes = values[0]
+    return value
+
+
+@pytest_twisted.ensureDeferred
+async def test_basicGet(gateway: Gateway) -> None:
+    """
+    A GET is answered by the application, through the gateway.
+    """
+    response, body = await gateway.fetch("/app")
+    assert response.code == 200
+    assert body.kept == b"Hello, world\n"
+    assert header(response, b"Content-Type") == b"text/plain"
+
+
+@pytest_twisted.ensureDeferred
+async def test_environment(gateway: Gateway) -> None:
+    """
+    The application sees the CGI variables of the request.
+    """
+    response, body = await gateway.fetch("/app/x/y%20z?env")
+    env = dict(line.split(b"=", 1) for line in body.kept.splitlines())
+    port = str(gateway.port.getHost().port).encode()
+    assert env[b"SCRIPT_NAME"] == b"/app"
+    assert env[b"PATH_INFO"] == b"/x/y z"
+    assert env[b"PATH_TRANSLATED"] == b"/srv/docs/x/y z"
+    assert env[b"QUERY_STRING"] == b"env"
+    assert env[b"REQUEST_URI"] == b"/app/x/y%20z?env"
+    assert env[b"REMOTE_ADDR"] == b"127.0.0.1"
+    assert env[b"SERVER_PORT"] == port
+    assert env[b"HTTP_HOST"] == b"127.0.0.1:" + port
+    assert env[b"SERVER_NAME"] == b"127.0.0.1"
+
+
+@pytest_twisted.ensureDeferred
+async def test_postEcho(gateway: Gateway) -> None:
+    """
+    A POST body reaches the application and comes back.
+    """
+    producer = FileBodyProducer(io.BytesIO(b"hello body"))
+    response, body = await gateway.fetch("/app?echo", b"POST", producer)
+    assert response.code == 200
+    assert body.kept == b"hello body"
+    assert header(response, b"X-Body-Length") == b"10"
+
+
+@pytest_twisted.ensureDeferred
+async def test_statusAndStderr(gateway: Gateway) -> None:
+    """
+    The application's Status is the response's, and its STDERR is logged
+    with the backend and URI.
+    """
+    logged: list[LogEvent] = []
+    globalLogPublisher.addObserver(logged.append)
+    try:
+        response, _ = await gateway.fetch("/app?status=404&stderr=oops-from-app")
+    finally:
+        globalLogPublisher.removeObserver(logged.append)
+    assert response.code == 404
+    lines = [e for e in logged if e.get("stream") == "stderr"]
+    assert [e["line"] for e in lines] == ["oops-from-app"]
+    assert lines[0]["uri"] == "/app?status=404&stderr=oops-from-app"
+    assert lines[0]["backend"] == gateway.pool.address
+
+
+@pytest_twisted.ensureDeferred
+async def test_serverPush(gateway: Gateway) -> None:
+    """
+    What the application flushes reaches the client at once: the first part
+    arrives well before the application's pause ends.
+    """
+    reactor = getReactor()
+    start = reactor.seconds()
+    response, body = await gateway.fetch("/app?push=1500")
+    end = reactor.seconds()
+    assert body.kept == b"part1\npart2\n"
+    firstAt = body.arrivals[0][0] - start
+    print(f"\npush: first part after {firstAt * 1000:.1f} ms, whole after {(end - start) * 1000:.1f} ms")
+    assert firstAt < 0.5
+    assert end - start >= 1.4
+
+
+@pytest_twisted.ensureDeferred
+async def test_bigDownload(gateway: Gateway) -> None:
+    """
+    A 64 MiB response streams through: the bytes are right and the peak RSS
+    of this process (server and client) grows by less than 64 MiB.
+    """
+    before = resetPeakRSS()
+    response, body = await gateway.fetch(f"/app?size={BIG}")
+    growth = peakRSS() - before
+    print(f"\ndownload: peak RSS grew by {growth / 2**20:.1f} MiB")
+    assert response.code == 200
+    assert body.length == BIG
+    assert body.digest.hexdigest() == patternDigest(BIG)
+    assert growth < BIG
+
+
+@pytest_twisted.ensureDeferred
+async def test_bigUpload(gateway: Gateway) -> None:
+    """
+    A 64 MiB upload is spooled and streamed to the application, which reads
+    all of it; the peak RSS grows by less than 64 MiB.
+    """
+    before = resetPeakRSS()
+    producer = FileBodyProducer(PatternFile(BIG), readSize=1 << 16)
+    response, body = await gateway.fetch("/app", b"POST", producer)
+    growth = peakRSS() - before
+    print(f"\nupload: peak RSS grew by {growth / 2**20:.1f} MiB")
+    assert response.code == 200
+    assert header(response, b"X-Body-Length") == str(BIG).encode()
+    assert growth < BIG
+
+
+@pytest_twisted.ensureDeferred
+async def test_applicationDown(peerDir: str) -> None:
+    """
+    A socket nobody listens on gives 503.
+    """
+    gw = Gateway("unix:" + os.path.join(peerDir, "nobody.sock"))
+    try:
+        response, _ = await gw.fetch("/app")
+        assert response.code == 503
+    finally:
+        await gw.close()
+
+
+PHP_SCRIPT = r"""<?php
+header('Content-Type: text/plain');
+header('Set-Cookie: a=1', false);
+header('Set-Cookie: b=2', false);
+echo $_SERVER['SCRIPT_NAME'], '|', $_SERVER['PATH_INFO'] ?? '-', '|',
+     $_GET['q'] ?? '-', '|', $_SERVER['REQUEST_METHOD'], '|',
+     file_get_contents('php://input');
+error_log('php says hi');
+"""
+
+
+@pytest.mark.peer("php-fpm")
+@pytest_twisted.ensureDeferred
+async def test_phpFpm(peerDir: str) -> None:
+    """
+    php-fpm behind the gateway: variables, the body and repeated headers
+    go through.
+    """
+    # php-fpm's test pool sends error_log() to its own log file, not to
+    # FCGI_STDERR; the libfcgi responder covers STDERR.
+    php = peers.phpFpm(peerDir, scripts={"t.php": PHP_SCRIPT})
+    gw = Gateway(
+        "unix:" + php.address,
+        scriptFilename=php.scriptFilename("t.php").encode(),
+        documentRoot=php.documentRoot.encode(),
+    )
+    try:
+        response, body = await gw.fetch("/app/more?q=1")
+        assert response.code == 200
+        assert body.kept == b"/app|/more|1|GET|"
+        assert response.headers.getRawHeaders(b"Set-Cookie") == [b"a=1", b"b=2"]
+        producer = FileBodyProducer(io.BytesIO(b"posted"))
+        response, body = await gw.fetch("/app", b"POST", producer)
+        assert body.kept == b"/app|-|-|POST|posted"
+    finally:
+        await gw.close()
+        php.stop()
