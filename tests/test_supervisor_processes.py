@@ -209,7 +209,9 @@ async def stopAndCheck(
     @param spawned: every pid the supervisor started.
     """
     paths = [
-        supervisor.addressFor(p).path for p in supervisor.paths if supervisor.isManaged(p)
+        supervisor.addressFor(p).path
+        for p in supervisor.paths
+        if supervisor.isManaged(p) and supervisor.addressFor(p).kind == "unix"
     ]
     await bounded(supervisor.stopService(), 15)
     after = children()
@@ -367,14 +369,19 @@ async def test_requestWhileDownAnsweredAfterRestart(
 async def test_echoInitialEnvironment(peerDir: str, events: Events) -> None:
     """
     C{examples/echo} (a Python script, run through its C{#!/usr/bin/env
-    python3} line with PATH from C{-initial-env}) shows C{-initial-env
-    STATE=TEXAS} in its initial environment and nothing it was not given.
+    python3} line with PATH from C{-initial-env}), on a C{-port} socket,
+    shows C{-initial-env STATE=TEXAS} in its initial environment and nothing
+    it was not given; its argv[0] is the script's full path.
     """
     before = children()
+    port = peers.freePort()
     supervisor = startSupervisor(
         peerDir,
-        AppClassConfig(ECHO, processes=2, initialEnv=("STATE=TEXAS", PYTHON_PATH)),
+        AppClassConfig(
+            ECHO, processes=2, port=port, initialEnv=("STATE=TEXAS", PYTHON_PATH)
+        ),
     )
+    assert str(supervisor.addressFor(ECHO)) == f"tcp:127.0.0.1:{port}"
     pool = newPool(supervisor, ECHO)
     spawned = set(supervisor.pids(ECHO))
     try:
