@@ -996,3 +996,42 @@ class ReuseTests(SynchronousTestCase):
         response = client.response()
         self.assertEqual(response.body, b"authorized")
         self.assertTrue(response.complete)
+
+
+class FailAfterHeadTests(SynchronousTestCase):
+    """
+    L{FastCGIExchange.fail} after the head was written closes the
+    connection instead of writing an error page into the body.
+    """
+
+    def test_failAfterHead(self) -> None:
+        """
+        An C{onHead} that responds and then fails leaves a truncated
+        response and an aborted FastCGI request.
+        """
+        app = ScriptedApplicationEndpoint(
+            [ExpectRequest(), Send(stdout(b"Content-Type: text/plain\r\n\r\nstart")), Pause()]
+        )
+        pool = makePool(app)
+
+        def onHead(exchange: FastCGIExchange, head: ResponseHead) -> None:
+            exchange.respond(head)
+            exchange.fail(502)
+
+        class Failing(Resource):
+            isLeaf = True
+
+            def render(self, request: Any) -> Any:
+                FastCGIExchange(request, pool, [], onHead=onHead).start()
+                return 1
+
+        client = HTTPClient(siteFor(Failing()))
+        with capturedLogs():
+            client.get(b"/app")
+            app.flush()
+        response = client.response()
+        self.assertEqual(response.status, 200)
+        self.assertEqual(response.body, b"start")
+        self.assertFalse(response.complete)
+        self.assertTrue(client.aborted)
+        self.assertIn(RecordType.ABORT_REQUEST, [r.type for r in app.received])

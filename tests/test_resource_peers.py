@@ -394,3 +394,129 @@ async def test_phpFpm(peerDir: str) -> None:
     finally:
         await gw.close()
         php.stop()
+
+
+def _readUntilClosed(port: int, request: bytes, onFirstData: Any) -> tuple[bytes, str]:
+    """
+    A blocking raw-socket client (run in a thread): send C{request}, read
+    the answer until the server closes; call C{onFirstData} once the first
+    megabyte has arrived.
+
+    @return: what was read (at most its first 64 KiB and last 64 KiB) and
+        how it ended: C{"eof"} or C{"reset"}.
+    """
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
+        sock.sendall(request)
+        head = b""
+        tail = b""
+        total = 0
+        called = False
+        while True:
+            try:
+                data = sock.recv(1 << 16)
+            except ConnectionResetError:
+                return head + tail, "reset"
+            if not data:
+                return head + tail, "eof"
+            total += len(data)
+            if len(head) < 1 << 16:
+                head += data
+            tail = (tail + data)[-(1 << 16) :]
+            if total > 1 << 20 and not called:
+                called = True
+                onFirstData()
+
+
+STREAM_SCRIPT = r"""<?php
+header('Content-Type: text/plain');
+$block = str_repeat('a', 65536);
+for ($i = 0; $i < 2048; $i++) {
+    echo $block;
+    flush();
+}
+"""
+
+
+def _killGroup(pids: list[int]) -> None:
+    """
+    SIGKILL the process groups (or processes) C{pids}.
+    """
+    import signal
+
+    for pid in pids:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            os.kill(pid, signal.SIGKILL)
+
+
+async def _dieMidResponse(application: str, pids: list[int], request: bytes, **options: Any) -> tuple[bytes, str]:
+    """
+    Send C{request} through a gateway to C{application} with a raw-socket
+    client in a thread, kill C{pids} once a megabyte has arrived, and
+    return what the client read and how the connection ended.
+    """
+    from twisted.internet.threads import deferToThread
+
+    gw = Gateway(application, **options)
+    try:
+        result: tuple[bytes, str] = await bounded(
+            deferToThread(
+                _readUntilClosed, gw.port.getHost().port, request, lambda: _killGroup(pids)
+            )
+        )
+    finally:
+        await gw.close()
+    return result
+
+
+@pytest_twisted.ensureDeferred
+async def test_applicationDiesMidSizedResponse(responderBinary: str, peerDir: str) -> None:
+    """
+    When the application dies after the head of a response with
+    Content-Length was sent, the client gets fewer bytes than announced and
+    the connection closes.
+    """
+    app = peers.spawnResponder(threads=1, directory=peerDir)
+    try:
+        data, _ = await _dieMidResponse(
+            app.endpointDescription,
+            app.pids,
+            b"GET /app?size=%d HTTP/1.1\r\nHost: x\r\n\r\n" % (BIG,),
+        )
+    finally:
+        app.stop()
+    assert data.startswith(b"HTTP/1.1 200 ")
+    assert b"Content-Length: %d" % (BIG,) in data
+
+
+@pytest.mark.peer("php-fpm")
+@pytest.mark.parametrize("version", [b"HTTP/1.1", b"HTTP/1.0"])
+@pytest_twisted.ensureDeferred
+async def test_applicationDiesMidStream(peerDir: str, version: bytes) -> None:
+    """
+    When the application dies after the head was sent, the client sees a
+    truncated response: an HTTP/1.1 chunked body ends without its last
+    chunk; an HTTP/1.0 body (delimited by the close) ends with a TCP reset,
+    never with a clean close that would look complete.
+    """
+    php = peers.phpFpm(peerDir, scripts={"stream.php": STREAM_SCRIPT})
+    try:
+        data, end = await _dieMidResponse(
+            "unix:" + php.address,
+            php.pids,
+            b"GET /app " + version + b"\r\nHost: x\r\n\r\n",
+            scriptFilename=php.scriptFilename("stream.php").encode(),
+        )
+    finally:
+        php.stop()
+    head = data.partition(b"\r\n\r\n")[0]
+    assert data.startswith(version + b" 200 ")
+    assert b"Content-Length" not in head
+    if version == b"HTTP/1.1":
+        assert b"Transfer-Encoding: chunked" in head
+        assert not data.endswith(b"0\r\n\r\n")
+    else:
+        assert end == "reset"

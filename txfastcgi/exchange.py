@@ -48,8 +48,6 @@ C{finish}, and neither is called once the client has gone (STYLE.md P6).
 from __future__ import annotations
 
 import html
-import socket
-import struct
 from typing import Any, Callable, Sequence, cast
 
 from twisted.internet.defer import CancelledError, Deferred
@@ -179,27 +177,6 @@ def redirectBody(location: bytes, status: int = http.FOUND, reason: bytes = b"Fo
     return text.encode("ascii", "xmlcharrefreplace")
 
 
-def _resetOnClose(transport: Any) -> None:
-    """
-    Make the next close of C{transport}'s socket send a TCP RST (SO_LINGER
-    0), so that a close-delimited response cut short reads as an error to
-    the client rather than as a complete response.  Does nothing for
-    transports without a socket (TLS, tests).
-    """
-    getHandle = getattr(transport, "getHandle", None)
-    if getHandle is None:
-        return
-    try:
-        handle = getHandle()
-        if isinstance(handle, socket.socket) and handle.family in (
-            socket.AF_INET,
-            socket.AF_INET6,
-        ):
-            handle.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    except OSError:
-        pass
-
-
 OnHead = Callable[["FastCGIExchange", ResponseHead], object]
 """What runs when the response head is complete: it must call
 L{FastCGIExchange.respond}, L{FastCGIExchange.discard} or
@@ -322,10 +299,14 @@ class FastCGIExchange:
 
         Framing when the response is cut short: Twisted frames an HTTP/1.1
         body without Content-Length with chunked encoding, and an HTTP/1.0
-        one by closing the connection.  Truncation is shown by closing the
+        one by closing the connection.  Truncation is shown by aborting the
         connection without C{finish()}: a chunked body then lacks its last
-        chunk and a Content-Length body is short; a close-delimited body is
-        closed with a TCP reset so that it does not read as complete.
+        chunk and a Content-Length body is short; Twisted's TCP
+        C{abortConnection} closes with C{SO_LINGER} {1, 0}, so the client
+        gets a reset, and a close-delimited body does not read as complete
+        either.  (Bytes still in our send buffer are dropped: the response
+        is broken anyway, and a slow client cannot hold the connection.)
+        Over HTTP/2 only the stream is reset.
         """
         self.head = head
         if self._clientGoneNow():
@@ -381,14 +362,19 @@ class FastCGIExchange:
     def fail(self, status: int, retryAfter: bool = False) -> None:
         """
         Abort the FastCGI request (if still running) and answer with an
-        error page for C{status}, unless the client is gone or the head was
-        already sent.
+        error page for C{status}; if the head was already written, close
+        the client connection instead (a truncated response); if the client
+        is gone, do nothing more.
 
         @param status: the HTTP status.
         @param retryAfter: add C{Retry-After}.
         """
         self._abort(RequestAborted("the gateway answered the client itself"))
-        self._sendError(status, retryAfter)
+        request: Any = self.request
+        if request.startedWriting and not request.finished:
+            self._truncate(f"the gateway gave up on the response (status {status})")
+        else:
+            self._sendError(status, retryAfter)
 
     # --- IPushProducer, registered on the HTTP request ------------------------
 
@@ -629,9 +615,15 @@ class FastCGIExchange:
         request: Any = self.request
         if self._clientGoneNow():
             return
-        transport = request.channel.transport
-        if not request.chunked and not request.responseHeaders.hasHeader(b"Content-Length"):
-            _resetOnClose(transport)
+        channel = request.channel
+        transport: Any
+        if isinstance(channel, http.HTTPChannel):
+            # Twisted's TCP abortConnection closes with SO_LINGER {1, 0}:
+            # the client gets a reset, even for a close-delimited body.
+            transport = channel.transport
+        else:
+            # HTTP/2: the stream itself aborts (RST_STREAM).
+            transport = channel
         abort = getattr(transport, "abortConnection", None)
         if abort is not None:
             abort()

@@ -194,7 +194,12 @@ def gatewayRequestFor(
     serverAddress, serverPort = _addressParts(r.getHost())
     remoteAddress, remotePort = _addressParts(r.getClientAddress())
     if serverName is None:
-        serverName = r.getRequestHostname()
+        hosts = r.requestHeaders.getRawHeaders(b"host")
+        if hosts and hosts[0][:1] != b"[":
+            # The common case, without Twisted's regular expression.
+            serverName = hosts[0].partition(b":")[0]
+        else:
+            serverName = r.getRequestHostname()
     headers = tuple(
         [
             (name, value)
