@@ -1,9 +1,9 @@
 # -*- test-case-name: tests.test_supervisor_processes -*-
 """
 Tests for L{txfastcgi.supervisor} with real processes: the libfcgi responder
-(tests/apps/responder.c), C{examples/echo}, C{tests/apps/crash.py}, and a
-real C{twistd}.  Unix sockets in a short temporary FastCgiIpcDir only; every
-await is bounded.
+(tests/apps/responder.c), C{examples/echo}, C{tests/apps/crash.py},
+C{tests/apps/linger.py}, and a real C{twistd}.  Unix sockets in a short
+temporary FastCgiIpcDir and loopback TCP only; every await is bounded.
 
 Interpreter choice for the Python applications: their C{#!/usr/bin/env
 python3} line is kept, and the class gets C{-initial-env
@@ -268,7 +268,8 @@ async def test_responderProcessesServeAndAreReplaced(
     """
     Two libfcgi responders started with C{-priority 3} run with argv[0] the
     full path, the executable's directory as working directory, exactly
-    the initial environment and the server's niceness plus 3; both serve
+    the initial environment, the server's niceness plus 3, and no open
+    descriptor but the listening socket and the output pipes; both serve
     requests through a pool pointed at C{addressFor}; one killed with
     SIGKILL is logged as a crash with its pid and replaced no sooner than
     the restart delay after the last start, and the replacement serves.
@@ -298,6 +299,10 @@ async def test_responderProcessesServeAndAreReplaced(
             assert int(procStat(pid)[16]) == expectedNice
             with open(f"/proc/{pid}/environ", "rb") as f:
                 assert f.read() == b"STATE=TEXAS\0"
+            # Only the listening socket and the two output pipes.
+            assert sorted(os.listdir(f"/proc/{pid}/fd")) == ["0", "1", "2"]
+            assert os.readlink(f"/proc/{pid}/fd/0").startswith("socket:")
+            assert os.readlink(f"/proc/{pid}/fd/1").startswith("pipe:")
 
         answers = await bounded(
             gatherResults([Deferred.fromCoroutine(get(pool, "sleep=300")) for _ in range(2)])
@@ -411,7 +416,7 @@ async def test_immediateExitRestartedAtDelayPace(peerDir: str, events: Events) -
     supervisor = startSupervisor(
         peerDir,
         AppClassConfig(
-            CRASH, restartDelay=0.5, initialEnv=("CRASH_STATUS=0", "PATH=/usr/bin:/bin")
+            CRASH, restartDelay=0.5, initialEnv=("CRASH_STATUS=0", PYTHON_PATH)
         ),
     )
     spawned: set[int] = set()
@@ -469,10 +474,10 @@ application = service.Application("supervisor-test")
 ApplicationSupervisor(
     reactor,
     [
-        AppClassConfig({responder!r}, processes=2, restartDelay=0.5),
+        AppClassConfig({responderBinary!r}, processes=2, restartDelay=0.5),
         AppClassConfig(
             {linger!r},
-            initialEnv=("LINGER_SECONDS=never", "PATH=/usr/bin:/bin"),
+            initialEnv=("LINGER_SECONDS=never", {pythonPath!r}),
         ),
     ],
     ipcDir=IpcDirConfig({ipcDir!r}),
@@ -491,7 +496,14 @@ async def test_twistdStopLeavesNoOrphans(responderBinary: str, peerDir: str) -> 
     """
     tac = os.path.join(peerDir, "app.tac")
     with open(tac, "w") as f:
-        f.write(TAC.format(responder=responderBinary, linger=LINGER, ipcDir=peerDir))
+        f.write(
+            TAC.format(
+                responderBinary=responderBinary,
+                linger=LINGER,
+                ipcDir=peerDir,
+                pythonPath=PYTHON_PATH,
+            )
+        )
     twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
     protocol = _Twistd()
     env = {
