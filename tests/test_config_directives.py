@@ -248,7 +248,8 @@ def test_everyIgnoredDirective(conf: Conf, name: str) -> None:
         ),
         (
             "Port 80 # web\n",
-            "httpd.conf:1: Port: takes 1 argument: Port NUMBER (got '80 # web')",
+            "httpd.conf:1: Port: takes 1 argument: Port NUMBER ('#' starts a comment "
+            "only at the beginning of a line) (got '80 # web')",
         ),
         (
             "CustomLog x\n",

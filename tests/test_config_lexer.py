@@ -6,14 +6,18 @@ lines, Apache's argument splitting, sections, and the one-line error format.
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from txfastcgi.config.errors import NO_VALUE, ConfigError, Source, formatValue
 from txfastcgi.config.lexer import (
     Directive,
     LogicalLine,
     Section,
+    MAX_SECTION_DEPTH,
     logicalLines,
     parseText,
+    quoteArgument,
     splitArguments,
 )
 
@@ -31,6 +35,8 @@ from txfastcgi.config.lexer import (
         ("# comment \\\nPort 80\nB\n", [(3, "B")]),
         ("A\\", [(1, "A")]),
         ("A\r\nB\r\n", [(1, "A"), (2, "B")]),
+        ("A\fB\vC\x85D\u2028E\nF", [(1, "A\fB\vC\x85D\u2028E"), (2, "F")]),
+        ("A\n\n", [(1, "A")]),
         ("", []),
     ],
 )
@@ -240,3 +246,76 @@ def test_configErrorWithoutValueIsOneLine() -> None:
         "a:2: X: bad\\nthing"
     )
     assert str(Source("a.conf", 3)) == "a.conf:3"
+
+
+def test_parseTextRefusesNul() -> None:
+    """
+    A NUL character anywhere in a statement is an error.
+    """
+    with pytest.raises(ConfigError) as caught:
+        parseText("Port 80\nSetEnv A a\0b\n", "h.conf")
+    assert str(caught.value) == (
+        "h.conf:2: SetEnv: the line contains a NUL character (got 'SetEnv A a\\x00b')"
+    )
+
+
+def test_parseTextSectionDepthLimit() -> None:
+    """
+    Sections nest at most L{MAX_SECTION_DEPTH} deep in a file.
+    """
+    ok = "<IfModule x>\n" * MAX_SECTION_DEPTH + "</IfModule>\n" * MAX_SECTION_DEPTH
+    assert len(parseText(ok, "h.conf")) == 1
+    deep = "<IfModule x>\n" * (MAX_SECTION_DEPTH + 1)
+    with pytest.raises(ConfigError) as caught:
+        parseText(deep, "h.conf")
+    assert str(caught.value) == (
+        f"h.conf:{MAX_SECTION_DEPTH + 1}: <IfModule>: sections nest deeper than "
+        f"{MAX_SECTION_DEPTH}"
+    )
+
+
+@pytest.mark.parametrize(
+    "value, written",
+    [
+        ("plain", "plain"),
+        ("/a/b.fcg", "/a/b.fcg"),
+        ("", '""'),
+        ("a b", '"a b"'),
+        ('say "hi"', '"say \\"hi\\""'),
+        ("it's", '"it\'s"'),
+        ("back\\slash", '"back\\\\slash"'),
+        ("#x", '"#x"'),
+    ],
+)
+def test_quoteArgument(value: str, written: str) -> None:
+    """
+    L{quoteArgument} leaves plain words alone and double-quotes the rest.
+    """
+    assert quoteArgument(value) == written
+
+
+@pytest.mark.parametrize("value", ["a\nb", "a\rb", "a\0b"])
+def test_quoteArgumentRefusesLineBreaks(value: str) -> None:
+    """
+    Values that cannot be written on one configuration line are refused.
+    """
+    with pytest.raises(ValueError):
+        quoteArgument(value)
+
+
+_ARGUMENT = st.text(
+    st.characters(blacklist_characters="\n\r\0", blacklist_categories=("Cs",)),
+    max_size=12,
+)
+
+
+@given(st.lists(_ARGUMENT, max_size=6))
+def test_quoteSplitRoundTrip(values: list[str]) -> None:
+    """
+    Arguments written with L{quoteArgument} read back unchanged, alone or
+    as a directive's arguments in a file.
+    """
+    text = " ".join(quoteArgument(v) for v in values)
+    assert splitArguments(text) == values
+    [directive] = parseText(f"Directive {text}\n", "f")
+    assert directive == Directive("Directive", tuple(values), Source("f", 1))

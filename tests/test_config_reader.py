@@ -589,3 +589,21 @@ def test_importingConfigLoadsNoTwisted() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == "[]\n"
+
+
+def test_includeUnlistableDirectory(
+    here: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    A directory that cannot be listed is an error at the C{Include} line.
+    """
+    (here / "conf.d").mkdir()
+    write(here, "httpd.conf", "Include conf.d\n")
+
+    def refuse(path: str) -> list[str]:
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr(os, "listdir", refuse)
+    assert readError("httpd.conf") == (
+        "httpd.conf:1: Include: cannot list the directory: Permission denied (got 'conf.d')"
+    )

@@ -547,11 +547,10 @@ class _Builder:
             raise self.error(d, f"not allowed {_placeName(context)}")
         count = len(d.args)
         if count < spec.minArgs or (spec.maxArgs is not None and count > spec.maxArgs):
-            raise self.error(
-                d,
-                f"takes {_countText(spec.minArgs, spec.maxArgs)}: {spec.usage}",
-                d.args if d.args else NO_VALUE,
-            )
+            message = f"takes {_countText(spec.minArgs, spec.maxArgs)}: {spec.usage}"
+            if any(arg.startswith("#") for arg in d.args):
+                message += " ('#' starts a comment only at the beginning of a line)"
+            raise self.error(d, message, d.args if d.args else NO_VALUE)
         try:
             spec.handler(self, d, scope)
         except _Bad as e:

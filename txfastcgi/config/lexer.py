@@ -7,6 +7,8 @@ the lines of a file to a tree of directives and sections.
 Rules (Apache's C{ap_cfg_getline} and C{ap_getword_conf})
 =========================================================
 
+  - Lines end at C{\\n} (a C{\\r} before it is dropped); no other
+    character ends a line.
   - A physical line whose last non-blank character is a backslash is
     continued by the next one: the backslash (and the blanks after it) is
     removed and the next line is appended as it is, leading blanks
@@ -35,16 +37,21 @@ from dataclasses import dataclass
 from txfastcgi.config.errors import NO_VALUE, ConfigError, Source
 
 __all__ = [
+    "MAX_SECTION_DEPTH",
     "Directive",
     "LogicalLine",
     "Node",
     "Section",
     "logicalLines",
     "parseText",
+    "quoteArgument",
     "splitArguments",
 ]
 
 _BLANKS = " \t\f\v\r"
+
+MAX_SECTION_DEPTH = 32
+"""How deeply sections may nest in one file."""
 
 
 @dataclass(frozen=True)
@@ -113,7 +120,11 @@ def logicalLines(text: str, filename: str) -> Iterator[LogicalLine]:
     """
     pending: list[str] = []
     start = 0
-    for number, physical in enumerate(text.splitlines(), start=1):
+    physicals = text.split("\n")
+    if physicals[-1] == "":
+        physicals.pop()
+    for number, physical in enumerate(physicals, start=1):
+        physical = physical.removesuffix("\r")
         if not pending:
             start = number
         stripped = physical.rstrip(_BLANKS)
@@ -206,6 +217,23 @@ def splitArguments(text: str) -> list[str]:
             i = end
 
 
+def quoteArgument(value: str) -> str:
+    """
+    Write a value so that L{splitArguments} reads it back as one argument:
+    as it is if it needs no quoting, else in double quotes with backslashes
+    and double quotes escaped.
+
+    @param value: the value; it cannot contain line breaks.
+    @return: the text to write.
+    @raise ValueError: if C{value} contains a line break or NUL.
+    """
+    if any(c in value for c in "\n\r\0"):
+        raise ValueError(f"a configuration argument cannot contain {value!r}")
+    if value and not any(c in value for c in _BLANKS + "\"'\\#"):
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def _split(line: LogicalLine, directive: str, text: str) -> tuple[str, ...]:
     """
     L{splitArguments}, turning its error into a L{ConfigError}.
@@ -244,6 +272,10 @@ def parseText(text: str, filename: str) -> list[Node]:
 
     for line in logicalLines(text, filename):
         body = line.text
+        if "\0" in body:
+            raise ConfigError.at(
+                line.source, body.split()[0], "the line contains a NUL character", body
+            )
         if body.startswith("</"):
             if not body.endswith(">"):
                 raise ConfigError.at(
@@ -273,6 +305,12 @@ def parseText(text: str, filename: str) -> list[Node]:
             if not name:
                 raise ConfigError.at(line.source, "<>", "section without a name", body)
             args = _split(line, display, body[1 + len(name) : -1])
+            if len(stack) >= MAX_SECTION_DEPTH:
+                raise ConfigError.at(
+                    line.source,
+                    display,
+                    f"sections nest deeper than {MAX_SECTION_DEPTH}",
+                )
             stack.append((name, args, line.source, []))
         else:
             words = _split(line, body.split(None, 1)[0], body)

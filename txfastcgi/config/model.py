@@ -43,8 +43,10 @@ __all__ = [
     "AuthRole",
     "AuthorizerConfig",
     "CustomLog",
+    "DEFAULT_DIRECTORY_INDEX",
     "DEFAULT_IPC_DIR",
     "DEFAULT_PORT",
+    "DEFAULT_TYPE",
     "DirectoryConfig",
     "DynamicConfig",
     "EnvOp",
@@ -69,6 +71,12 @@ T = TypeVar("T")
 
 DEFAULT_PORT = 80
 """Apache's port when neither C{Port} nor C{Listen} is given."""
+
+DEFAULT_DIRECTORY_INDEX = ("index.html",)
+"""Apache's C{DirectoryIndex} when none is configured."""
+
+DEFAULT_TYPE = "text/plain"
+"""Apache 1.x's C{DefaultType} when none is configured."""
 
 
 @dataclass(frozen=True)
@@ -535,7 +543,9 @@ class ServerConfig:
     @ivar errorLog: C{ErrorLog}, absolute.
     @ivar logs: access logs (C{TransferLog}, C{CustomLog}) in order.
     @ivar aliases: C{Alias} and C{ScriptAlias} in order.
-    @ivar typesConfig: C{TypesConfig}, absolute.
+    @ivar typesConfig: C{TypesConfig}, absolute.  Apache required a
+        C{mime.types} file; without C{TypesConfig} txfastcgi reads none and
+        the server uses its built-in table.
     @ivar mimeTypes: the C{(extension, media type)} pairs read from the
         C{TypesConfig} file, in file order.
     @ivar user: C{User}.

@@ -319,9 +319,18 @@ class _Reader:
                     node.source, node.name, "no file matches the wildcard", node.args[0]
                 )
         elif os.path.isdir(pattern):
+            try:
+                entries = os.listdir(pattern)
+            except OSError as e:
+                raise ConfigError.at(
+                    node.source,
+                    node.name,
+                    f"cannot list the directory: {e.strerror}",
+                    node.args[0],
+                ) from None
             paths = sorted(
                 os.path.join(pattern, name)
-                for name in os.listdir(pattern)
+                for name in entries
                 if not name.startswith(".")
                 and not os.path.isdir(os.path.join(pattern, name))
             )
