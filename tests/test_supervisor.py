@@ -73,7 +73,8 @@ def test_appClassDefaults() -> None:
         config.minServerLife,
         config.uid,
         config.gid,
-    ) == (1, 100, 5, 0, None, None, (), 30, None, None)
+        config.initStartDelay,
+    ) == (1, 100, 5, 0, None, None, (), 30, None, None, 0)
     assert config.workingDirectory == "/srv/fcgi"
     policy = config.restartPolicy()
     assert (policy.restartDelay, policy.minServerLife) == (5.0, 30.0)
@@ -119,6 +120,7 @@ def test_sourceAndDirectiveNotCompared() -> None:
         ({"initialEnv": ("A=\0",)}, "-initial-env", "NUL"),
         ({"initialEnv": ["A=1"]}, "-initial-env", "tuple"),
         ({"minServerLife": -1}, "-min-server-life", ">= 0"),
+        ({"initStartDelay": -0.5}, "-init-start-delay", ">= 0"),
         ({"uid": -1}, "-user", "numeric id"),
         ({"gid": "www"}, "-group", "numeric id"),
     ],
@@ -607,6 +609,25 @@ class SpawnTests(SupervisorTestCase):
         error = self.assertRaises(AppClassError, supervisor.privilegedStartService)
         self.assertEqual(error.option, "-priority")
         self.assertIn("/nonexistent/nice", str(error))
+
+    def test_initStartDelaySpacesInitialStarts(self) -> None:
+        """
+        With C{-init-start-delay} the initial processes start that many
+        seconds apart; the status counts the ones not started yet, and a
+        stop cancels them.
+        """
+        supervisor = self.supervisor(AppClassConfig(APP, processes=3, initStartDelay=2))
+        self.assertEqual(self.starts(), [0])
+        [status] = supervisor.status()
+        self.assertEqual((status.waiting, status.nextStartIn), (2, 2.0))
+        self.reactor.pump([1] * 3)
+        self.assertEqual(self.starts(), [0, 2])
+        self.assertEqual(self.logged(restart=True), [])
+        d = supervisor.stopService()
+        self.reactor.pump([1] * 10)
+        self.successResultOf(d)
+        self.assertEqual(self.starts(), [0, 2])
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
 
     def test_uidAndGid(self) -> None:
         """

@@ -39,6 +39,9 @@ Ranges and defaults (SPEC.md sections 1.1, 1.2, 2 and 3; Decisions 2-5)
   - C{-min-server-life} (mod_fastcgi HEAD): seconds C{>= 0}, default 30; a
     process that dies younger counts toward the restart back-off
     (L{txfastcgi.policy}).
+  - C{-init-start-delay} (mod_fastcgi 2.x): seconds C{>= 0} between the
+    initial starts of a class's processes; default 0, all together as in
+    the seed.
   - C{ExternalAppClass}: exactly one of C{-host host:port} and C{-socket};
     the path is a lookup key only and need not exist.
   - C{FastCgiIpcDir}: an absolute path, default C{/tmp} (Decision 4).
@@ -290,6 +293,9 @@ class AppClassConfig:
         C{NAME}), in order.
     @ivar minServerLife: C{-min-server-life}: seconds a process must live
         for its death not to count toward the back-off.
+    @ivar initStartDelay: C{-init-start-delay}: seconds between the initial
+        starts of the class's processes.  C{0} (the default here, the
+        seed's behaviour) starts them all together; mod_fastcgi 2.4 used 1.
     @ivar uid: run the processes as this user (needs a server that is still
         root when it starts them), or C{None} for the server's user.
     @ivar gid: run the processes with this group, or C{None}.
@@ -308,6 +314,7 @@ class AppClassConfig:
     socket: str | None = None
     initialEnv: tuple[str, ...] = ()
     minServerLife: float = 30
+    initStartDelay: float = 0
     uid: int | None = None
     gid: int | None = None
     directive: str = field(default="AppClass", compare=False)
@@ -385,6 +392,12 @@ class AppClassConfig:
                 "-min-server-life must be a number of seconds >= 0",
                 "-min-server-life",
                 self.minServerLife,
+            )
+        if not _isSeconds(self.initStartDelay):
+            fail(
+                "-init-start-delay must be a number of seconds >= 0",
+                "-init-start-delay",
+                self.initStartDelay,
             )
         for option, value in (("-user", self.uid), ("-group", self.gid)):
             if value is not None and (not _isInteger(value) or value < 0):

@@ -23,8 +23,9 @@ Life cycle
      (C{OM_WS_<n>.<pid>}) are fixed here, with the server's pid, unless
      L{ApplicationSupervisor.addressFor} was called earlier (then then).
   3. B{startService} resolves each class's environment, installs the status
-     signal handler (SIGUSR1) and starts every class's processes together.
-     (It runs step 2 first if nobody did.)
+     signal handler (SIGUSR1) and starts every class's processes: together
+     (the seed), or C{-init-start-delay} seconds apart when the class has
+     one.  (It runs step 2 first if nobody did.)
   4. B{While running}, a death is logged (crash or exit, status or signal,
      lifetime, what happens next) and the slot waits for a start under the
      policy: never sooner than C{-restart-delay} after the class's most
@@ -594,8 +595,11 @@ class _ManagedClass:
     @ivar listening: its listening socket while open.
     @ivar env: its processes' environment (set at start).
     @ivar running: its processes that have not ended, in start order.
-    @ivar waiting: slots waiting for a start.
-    @ivar timer: the pending start timer.
+    @ivar waiting: slots waiting for a (re)start under the policy.
+    @ivar timer: the pending (re)start timer.
+    @ivar initialPending: initial starts not made yet (C{-init-start-delay}).
+    @ivar initialTimer: the timer of the next initial start.
+    @ivar initialDue: when that timer fires.
     @ivar starts: processes started.
     @ivar restarts: starts that replaced a dead process.
     """
@@ -613,16 +617,28 @@ class _ManagedClass:
         self.running: dict[_AppProcess, None] = {}
         self.waiting = 0
         self.timer: DelayedCall | None = None
+        self.initialPending = 0
+        self.initialTimer: DelayedCall | None = None
+        self.initialDue = 0.0
         self.starts = 0
         self.restarts = 0
 
     def cancelTimer(self) -> None:
         """
-        Cancel the pending start timer, if any.
+        Cancel the pending restart timer, if any.
         """
         if self.timer is not None and self.timer.active():
             self.timer.cancel()
         self.timer = None
+
+    def cancelInitialStarts(self) -> None:
+        """
+        Forget the initial starts not made yet (C{-init-start-delay}).
+        """
+        if self.initialTimer is not None and self.initialTimer.active():
+            self.initialTimer.cancel()
+        self.initialTimer = None
+        self.initialPending = 0
 
 
 class ApplicationSupervisor(Service):
@@ -899,6 +915,10 @@ class ApplicationSupervisor(Service):
                 )
             managed.history = ClassHistory()
             managed.waiting = 0
+            if managed.config.initStartDelay:
+                managed.initialPending = managed.config.processes
+                self._initialStart(managed)
+                continue
             for _ in range(managed.config.processes):
                 if not self._startOne(managed, restart=False):
                     managed.waiting += 1
@@ -932,6 +952,7 @@ class ApplicationSupervisor(Service):
         processes: list[_AppProcess] = []
         for managed in self._managed.values():
             managed.cancelTimer()
+            managed.cancelInitialStarts()
             managed.waiting = 0
             processes.extend(managed.running)
         done: Deferred[None] = Deferred()
@@ -1091,6 +1112,27 @@ class ApplicationSupervisor(Service):
             now + SPAWN_RETRY_DELAY,
         )
         managed.timer = self._clock.callLater(due - now, self._timerFired, managed)
+
+    def _initialStart(self, managed: _ManagedClass) -> None:
+        """
+        Make the next initial start of a class with C{-init-start-delay},
+        and set the timer for the one after.
+
+        @param managed: the class, with C{initialPending > 0}.
+        """
+        managed.initialTimer = None
+        if self.state != "running" or not managed.initialPending:
+            return
+        managed.initialPending -= 1
+        if not self._startOne(managed, restart=False):
+            managed.waiting += 1
+            self._retryLater(managed)
+        if managed.initialPending:
+            delay = float(managed.config.initStartDelay)
+            managed.initialDue = self._clock.seconds() + delay
+            managed.initialTimer = self._clock.callLater(
+                delay, self._initialStart, managed
+            )
 
     def _timerFired(self, managed: _ManagedClass) -> None:
         """
@@ -1288,10 +1330,14 @@ class ApplicationSupervisor(Service):
                 continue
             managed = self._managed[path]
             nextStartIn = None
-            if managed.waiting and self.state == "running":
-                nextStartIn = max(
-                    0.0, nextStartTime(managed.policy, managed.history, now) - now
-                )
+            if self.state == "running":
+                times = []
+                if managed.waiting:
+                    times.append(nextStartTime(managed.policy, managed.history, now))
+                if managed.initialTimer is not None and managed.initialTimer.active():
+                    times.append(managed.initialDue)
+                if times:
+                    nextStartIn = max(0.0, min(times) - now)
             result.append(
                 ClassStatus(
                     path=path,
@@ -1304,7 +1350,7 @@ class ApplicationSupervisor(Service):
                     ),
                     starts=managed.starts,
                     restarts=managed.restarts,
-                    waiting=managed.waiting,
+                    waiting=managed.waiting + managed.initialPending,
                     nextStartIn=nextStartIn,
                     quickFailures=managed.history.quickFailures,
                     backoff=managed.history.backoff,
