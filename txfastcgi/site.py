@@ -9,8 +9,9 @@ enforces C{maxRequestBodySize} while the body arrives: a Content-Length over
 the limit is refused as soon as the headers are in (before anything is
 spooled, and without a C{100 Continue}); a chunked body is refused as soon as
 it grows past the limit, so at most the limit is ever spooled.  Refusing
-means writing a C{413 Content Too Large} response and closing the connection;
-the request never reaches a resource, hence never a FastCGI application.
+means writing a C{413 Content Too Large} response and closing the connection
+(over HTTP/2, resetting the stream); the request never reaches a resource,
+hence never a FastCGI application.
 
 L{GatewaySite} uses it, and turns off twisted.web's parsing of form bodies,
 which reads a whole body into memory (the application parses them).
@@ -22,10 +23,10 @@ client still sending a large body may see a reset before it reads the 413
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from twisted.logger import Logger
-from twisted.web import server
+from twisted.web import http, server
 from twisted.web.resource import IResource
 
 __all__ = [
@@ -123,8 +124,14 @@ class LimitedRequest(server.Request):
             length=length,
             peer=str(channel.getPeer()),
         )
-        channel.transport.write(_TOO_LARGE)
-        channel.loseConnection()
+        if isinstance(channel, http.HTTPChannel):
+            transport: Any = channel.transport
+            transport.write(_TOO_LARGE)
+            cast(Any, channel).loseConnection()
+        else:
+            # An HTTP/2 stream: reset it (RST_STREAM); the connection and
+            # its other streams go on.
+            channel.abortConnection()
 
 
 class GatewaySite(server.Site):
