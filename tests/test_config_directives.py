@@ -349,6 +349,17 @@ def test_serverSettingsGivenTwice(conf: Conf, text: str) -> None:
 # --- listening -----------------------------------------------------------------
 
 
+def test_bindAddressIgnoredWithListen(conf: Conf) -> None:
+    """
+    With C{Listen}, C{BindAddress} is noted as ignored, as Apache 1.x did.
+    """
+    config = conf.read("BindAddress 127.0.0.1\nListen 8080\n")
+    assert config.listeners == (ListenConfig(None, 8080, None, at(2)),)
+    assert config.notes == (
+        Note(at(1), "BindAddress", "ignored: Listen directives say where to listen"),
+    )
+
+
 def test_portAndBindAddress(conf: Conf) -> None:
     """
     C{Port} with C{BindAddress} gives one listener; C{*} means all
@@ -1239,3 +1250,24 @@ def test_seedCommentedDirectivesWork(conf: Conf) -> None:
         ExtensionRule("fastcgi-script", ("fcg",), at(4)),
     )
     assert os.path.isabs(config.ipcDir.path)
+
+
+def test_directiveErrorInsideIncludedFile(conf: Conf) -> None:
+    """
+    A directive's error in an included file names that file and line.
+    """
+    (conf.base / "conf.d").mkdir()
+    (conf.base / "conf.d" / "apps.conf").write_text("\n\nAppClass app -processes 51\n")
+    conf.executable("app")
+    assert conf.error("Port 80\nInclude conf.d/*.conf\n") == (
+        f"{conf.base / 'conf.d/apps.conf'}:3: AppClass: -processes must be an integer "
+        "between 1 and 50 (got '51')"
+    )
+
+
+def test_falseIfModuleIsNotChecked(conf: Conf) -> None:
+    """
+    What a false C{<IfModule>} holds is skipped unchecked, as in Apache.
+    """
+    config = conf.read("<IfModule mod_ssl.c>\nSSLEngine on\nNoSuchThing\n</IfModule>\n")
+    assert config.notes == ()

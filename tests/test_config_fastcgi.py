@@ -350,6 +350,50 @@ def test_appClassConflicts(conf: Conf, lines: str, message: str) -> None:
     assert conf.error(lines.format(base=conf.base)) == message.format(base=conf.base)
 
 
+@pytest.mark.parametrize(
+    "lines, message",
+    [
+        (
+            "Port 8000\nAppClass app -port 8000\n",
+            "httpd.conf:2: AppClass: -port 8000 is the port the server itself listens "
+            "on (Port at httpd.conf:1) (got 8000)",
+        ),
+        (
+            "AppClass app -port 80\n",
+            "httpd.conf:1: AppClass: -port 80 is the port the server itself listens "
+            "on (the default Port) (got 80)",
+        ),
+        (
+            "Listen 127.0.0.1:9000\nAppClass app -port 9000\n",
+            "httpd.conf:2: AppClass: -port 9000 is the port the server itself listens "
+            "on (Listen at httpd.conf:1) (got 9000)",
+        ),
+    ],
+)
+def test_appClassPortCollidesWithListener(conf: Conf, lines: str, message: str) -> None:
+    """
+    A managed application cannot take a port the server listens on (on all
+    interfaces or the loopback one).
+    """
+    assert conf.error(lines) == message
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        "Listen 192.0.2.1:9000\nAppClass app -port 9000\n",
+        "Port 9000\nBindAddress 192.0.2.1\nAppClass app -port 9000\n",
+        "Listen ssl:9000\nAppClass app -port 9000\n",
+    ],
+)
+def test_appClassPortOnOtherInterface(conf: Conf, lines: str) -> None:
+    """
+    A listener on another interface (or an endpoint description, which the
+    reader does not interpret) does not collide.
+    """
+    assert conf.read(lines).appClasses[0].port == 9000
+
+
 def test_appClassPathsAreServerRootRelativeAndNormalised(conf: Conf) -> None:
     """
     Relative application paths are ServerRoot-relative; all are normalised.

@@ -644,6 +644,13 @@ class _Builder:
         @raise ConfigError: if one fails.
         """
         logs = tuple(self.resolveLog(p) for p in self.logs)
+        bindAddress: Setting[str | None] | None = self.server.get("bindAddress")
+        if bindAddress is not None and self.listens:
+            self.note(
+                bindAddress.source,
+                "BindAddress",
+                "ignored: Listen directives say where to listen",
+            )
         ipcDir: IpcDirConfig = self.server.get("ipcDir", IpcDirConfig())
         appClasses, externals, options = self.finishApplications(ipcDir)
         dynamic = self.finishDynamic()
@@ -732,6 +739,7 @@ class _Builder:
         options: list[ApplicationOptions] = []
         sockets: dict[str, _PendingApp] = {}
         ports: dict[int, _PendingApp] = {}
+        served = self.loopbackPorts()
         generated = 0
         for app in self.applications:
             values = app.values
@@ -743,6 +751,15 @@ class _Builder:
                     )
             if values.get("port") is not None:
                 port = values["port"]
+                listener = served.get(port)
+                if listener is not None:
+                    raise ConfigError.at(
+                        app.source,
+                        app.directive,
+                        f"-port {port} is the port the server itself listens on "
+                        f"({listener})",
+                        port,
+                    )
                 if port in ports:
                     raise ConfigError.at(
                         app.source,
@@ -809,6 +826,29 @@ class _Builder:
                 ApplicationOptions(path=app.path, source=app.source, **app.options)
             )
         return tuple(apps), tuple(externals), tuple(options)
+
+    def loopbackPorts(self) -> dict[int, str]:
+        """
+        The TCP ports the server listens on that a managed application's
+        C{-port} (bound on 127.0.0.1) would collide with.
+
+        @return: port to a description of the directive that set it.
+        """
+        if not self.listens:
+            port: Setting[int] | None = self.server.get("port")
+            bind: Setting[str | None] | None = self.server.get("bindAddress")
+            host = bind.value if bind is not None else None
+            if host not in (None, "127.0.0.1", "localhost"):
+                return {}
+            if port is None:
+                return {80: "the default Port"}
+            return {port.value: f"Port at {port.source}"}
+        return {
+            listen.port: f"Listen at {listen.source}"
+            for listen in self.listens
+            if listen.port is not None
+            and listen.host in (None, "127.0.0.1", "localhost")
+        }
 
     def account(self, app: _PendingApp) -> _Account | None:
         """

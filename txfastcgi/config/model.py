@@ -67,7 +67,7 @@ __all__ = [
     "UserConfig",
 ]
 
-T = TypeVar("T")
+_T = TypeVar("_T")
 
 DEFAULT_PORT = 80
 """Apache's port when neither C{Port} nor C{Listen} is given."""
@@ -80,7 +80,7 @@ DEFAULT_TYPE = "text/plain"
 
 
 @dataclass(frozen=True)
-class Setting(Generic[T]):
+class Setting(Generic[_T]):
     """
     A single value set by a directive.
 
@@ -88,7 +88,7 @@ class Setting(Generic[T]):
     @ivar source: where it was set.
     """
 
-    value: T
+    value: _T
     source: Source
 
 
@@ -536,11 +536,13 @@ class ServerConfig:
     @ivar files: every file read, in order (main file first).
     @ivar serverRoot: the ServerRoot, absolute.
     @ivar port: C{Port}.
-    @ivar bindAddress: C{BindAddress} (C{None} value for C{*}).
+    @ivar bindAddress: C{BindAddress} (C{None} value for C{*}); ignored,
+        with a note, when there are C{Listen} directives.
     @ivar listens: C{Listen} directives in order.
     @ivar serverName: C{ServerName}.
     @ivar documentRoot: C{DocumentRoot}, absolute.
-    @ivar errorLog: C{ErrorLog}, absolute.
+    @ivar errorLog: C{ErrorLog}, absolute; C{None}: the server logs where
+        twistd logs.
     @ivar logs: access logs (C{TransferLog}, C{CustomLog}) in order.
     @ivar aliases: C{Alias} and C{ScriptAlias} in order.
     @ivar typesConfig: C{TypesConfig}, absolute.  Apache required a
