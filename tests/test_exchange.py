@@ -11,7 +11,7 @@ C{tests/test_resource.py}.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import pytest
 from twisted.internet.address import IPv4Address
@@ -23,12 +23,11 @@ from twisted.internet.testing import StringTransport
 from twisted.logger import LogEvent, capturedLogs
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
-from twisted.web import http
 from twisted.web.resource import IResource, Resource
 from zope.interface import directlyProvides
 
 from txfastcgi.application import ApplicationRequest
-from txfastcgi.cgiresponse import ResponseHead
+from txfastcgi.cgiresponse import MalformedResponseError, ResponseHead
 from txfastcgi.client import (
     ApplicationConnectionLost,
     ApplicationOverloaded,
@@ -39,7 +38,6 @@ from txfastcgi.client import (
     ResponseTimeout,
     UnknownRole,
 )
-from txfastcgi.cgiresponse import MalformedResponseError
 from txfastcgi.exchange import FastCGIExchange, errorStatus, redirectBody
 from txfastcgi.fcgi.constants import ProtocolStatus, RecordType, Role
 from txfastcgi.pool import (
@@ -189,7 +187,14 @@ class HTTPClient:
         """
         self.protocol.dataReceived(data)
 
-    def get(self, path: bytes, method: bytes = b"GET", headers: Sequence[bytes] = (), body: bytes = b"", version: bytes = b"HTTP/1.1") -> None:
+    def get(
+        self,
+        path: bytes,
+        method: bytes = b"GET",
+        headers: Sequence[bytes] = (),
+        body: bytes = b"",
+        version: bytes = b"HTTP/1.1",
+    ) -> None:
         """
         Send one request.
         """
@@ -253,7 +258,9 @@ def siteFor(resource: IResource, **kwargs: Any) -> GatewaySite:
     return GatewaySite(root, **kwargs)
 
 
-def gatewayFor(endpoint: MemoryEndpoint, poolOptions: dict[str, Any] | None = None, **kwargs: Any) -> tuple[GatewaySite, ConnectionPool, FastCGIResource]:
+def gatewayFor(
+    endpoint: MemoryEndpoint, poolOptions: dict[str, Any] | None = None, **kwargs: Any
+) -> tuple[GatewaySite, ConnectionPool, FastCGIResource]:
     """
     A site with a L{FastCGIResource} for C{endpoint} at C{/app}.
     """
@@ -654,7 +661,9 @@ class TruncationTests(SynchronousTestCase):
     connection close without a complete response.
     """
 
-    def cutShort(self, head: bytes, version: bytes = b"HTTP/1.1") -> tuple[HTTPClient, list[LogEvent]]:
+    def cutShort(
+        self, head: bytes, version: bytes = b"HTTP/1.1"
+    ) -> tuple[HTTPClient, list[LogEvent]]:
         """
         Serve C{GET /app} from an application that sends C{head} and
         C{part}, then closes the connection.
@@ -975,7 +984,11 @@ class ReuseTests(SynchronousTestCase):
                     exchange.discard()
 
                 exchange = FastCGIExchange(
-                    request, pool, [(b"REQUEST_METHOD", b"GET")], role=Role.AUTHORIZER, onHead=onHead
+                    request,
+                    pool,
+                    [(b"REQUEST_METHOD", b"GET")],
+                    role=Role.AUTHORIZER,
+                    onHead=onHead,
                 )
                 exchange.start()
 

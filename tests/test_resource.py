@@ -30,7 +30,9 @@ from txfastcgi.site import GatewaySite, LimitedRequest
 from txfastcgi.testing import MemoryApplicationEndpoint
 
 
-def recorder(answer: bytes = b"Content-Type: text/plain\r\n\r\nok") -> tuple[MemoryApplicationEndpoint, list[dict[bytes, bytes]], list[bytes]]:
+def recorder(
+    answer: bytes = b"Content-Type: text/plain\r\n\r\nok",
+) -> tuple[MemoryApplicationEndpoint, list[dict[bytes, bytes]], list[bytes]]:
     """
     An application that records each request's params and body and answers
     C{answer}.
@@ -211,7 +213,9 @@ class BodyTests(SynchronousTestCase):
     The spooled body reaches the application as STDIN with its length.
     """
 
-    def post(self, body: bytes, headers: list[bytes] | None = None, raw: bytes | None = None) -> tuple[dict[bytes, bytes], bytes]:
+    def post(
+        self, body: bytes, headers: list[bytes] | None = None, raw: bytes | None = None
+    ) -> tuple[dict[bytes, bytes], bytes]:
         """
         POST C{body} (or send C{raw}) and return what the application saw.
         """
@@ -349,7 +353,9 @@ class ResponseTests(SynchronousTestCase):
         """
         A full-URL Location with Content-type sends the application's body.
         """
-        response = self.answer(b"Location: http://x.example/\r\nContent-Type: text/plain\r\n\r\nmine")
+        response = self.answer(
+            b"Location: http://x.example/\r\nContent-Type: text/plain\r\n\r\nmine"
+        )
         self.assertEqual(response.status, 302)
         self.assertEqual(response.body, b"mine")
 
@@ -415,7 +421,12 @@ class InternalRedirectTests(SynchronousTestCase):
         root.putChild(b"app", FastCGIResource(pool))
         root.putChild(b"other", FastCGIResource(pool))
         client = HTTPClient(GatewaySite(root))
-        client.get(b"/app/x?q=1", method=b"POST", body=b"payload", headers=[b"Content-Type: text/plain"])
+        client.get(
+            b"/app/x?q=1",
+            method=b"POST",
+            body=b"payload",
+            headers=[b"Content-Type: text/plain"],
+        )
         app.flush()
         response = client.response()
         self.assertEqual(response.body, b"other")
@@ -485,7 +496,9 @@ class BodyLimitTests(SynchronousTestCase):
     reaches the application.
     """
 
-    def site(self, limit: int | None) -> tuple[GatewaySite, MemoryApplicationEndpoint, list[bytes]]:
+    def site(
+        self, limit: int | None
+    ) -> tuple[GatewaySite, MemoryApplicationEndpoint, list[bytes]]:
         """
         A gateway site with body limit C{limit}.
         """

@@ -307,7 +307,8 @@ async def test_serverPush(gateway: Gateway) -> None:
     end = reactor.seconds()
     assert body.kept == b"part1\npart2\n"
     firstAt = body.arrivals[0][0] - start
-    print(f"\npush: first part after {firstAt * 1000:.1f} ms, whole after {(end - start) * 1000:.1f} ms")
+    whole = end - start
+    print(f"\npush: first part after {firstAt * 1e3:.1f} ms, whole after {whole * 1e3:.1f} ms")
     assert firstAt < 0.5
     assert end - start >= 1.4
 
@@ -452,7 +453,9 @@ def _killGroup(pids: list[int]) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-async def _dieMidResponse(application: str, pids: list[int], request: bytes, **options: Any) -> tuple[bytes, str]:
+async def _dieMidResponse(
+    application: str, pids: list[int], request: bytes, **options: Any
+) -> tuple[bytes, str]:
     """
     Send C{request} through a gateway to C{application} with a raw-socket
     client in a thread, kill C{pids} once a megabyte has arrived, and

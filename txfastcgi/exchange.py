@@ -156,7 +156,9 @@ def errorStatus(error: BaseException) -> tuple[int, bool]:
     return http.INTERNAL_SERVER_ERROR, False
 
 
-def redirectBody(location: bytes, status: int = http.FOUND, reason: bytes = b"Found") -> bytes:
+def redirectBody(
+    location: bytes, status: int = http.FOUND, reason: bytes = b"Found"
+) -> bytes:
     """
     The short HTML body sent with a client redirect whose application gave
     no body (SPEC.md section 5.3: "the server generates a standard text/html
@@ -259,8 +261,9 @@ class FastCGIExchange:
 
     def start(self) -> None:
         """
-        Register the FastCGI request as the HTTP request's producer, watch
-        for the client going away, and run the FastCGI request.
+        Register this exchange as the HTTP request's streaming producer,
+        watch for the client going away, and run the FastCGI request through
+        the pool.
         """
         request: Any = self.request
         request.notifyFinish().addErrback(self._clientDisconnected)
