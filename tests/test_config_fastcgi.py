@@ -59,15 +59,11 @@ def test_appClassDefaults(conf: Conf) -> None:
         (),
         30,
     )
-    assert (app.uid, app.gid) == (None, None)
+    assert (app.initStartDelay, app.uid, app.gid) == (0, None, None)
     assert (app.directive, app.source) == ("AppClass", at(1))
     assert config.applicationOptions == (ApplicationOptions(path, source=at(1)),)
     options = config.optionsFor(path)
-    assert (options.appConnTimeout, options.idleTimeout, options.initStartDelay) == (
-        0,
-        30,
-        1,
-    )
+    assert (options.appConnTimeout, options.idleTimeout) == (0, 30)
     assert (options.flush, options.passHeaders) == (False, ())
     assert config.optionsFor("/dynamic/app") == ApplicationOptions("/dynamic/app")
 
@@ -97,6 +93,8 @@ def test_fastCgiServerIsAnAlias(conf: Conf) -> None:
         ("-port", "port", "65535", 65535),
         ("-socket", "socket", "echo.sock", "echo.sock"),
         ("-min-server-life", "minServerLife", "0", 0),
+        ("-init-start-delay", "initStartDelay", "0", 0),
+        ("-init-start-delay", "initStartDelay", "2", 2),
         ("-user", "uid", "root", 0),
         ("-user", "uid", "#0", 0),
         ("-group", "gid", "#0", 0),
@@ -121,7 +119,6 @@ def test_appClassOptions(
         ("-appConnTimeout", "appConnTimeout", "0", 0),
         ("-appconntimeout", "appConnTimeout", "15", 15),
         ("-idle-timeout", "idleTimeout", "1", 1),
-        ("-init-start-delay", "initStartDelay", "0", 0),
         ("-pass-header", "passHeaders", "Authorization", ("Authorization",)),
     ],
 )
@@ -525,7 +522,7 @@ def test_fastCgiExternalServerAndOptions(conf: Conf) -> None:
     assert ext.directive == "FastCgiExternalServer"
     assert ext.hostAndPort == ("h", 1)
     assert config.optionsFor(ext.path) == ApplicationOptions(
-        ext.path, 3, 60, 1, True, ("Authorization",), at(1)
+        ext.path, 3, 60, True, ("Authorization",), at(1)
     )
 
 

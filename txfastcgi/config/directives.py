@@ -1562,7 +1562,7 @@ APPCLASS_OPTIONS = _table(
     OptionSpec("-min-server-life", "minServerLife", low=0),
     OptionSpec("-user", "uid", kind="user"),
     OptionSpec("-group", "gid", kind="group"),
-    OptionSpec("-init-start-delay", "initStartDelay", low=0, target="options"),
+    OptionSpec("-init-start-delay", "initStartDelay", low=0),
     *_CONNECTION_OPTIONS,
 )
 """AppClass / FastCgiServer options (SPEC.md sections 1.1 and 6)."""

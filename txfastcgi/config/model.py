@@ -444,17 +444,14 @@ class ApplicationOptions:
     """
     The options of an C{AppClass} or C{ExternalAppClass} line (or their
     later names) that L{txfastcgi.appclass}'s values do not hold: mod_fastcgi
-    2.x options about connections to the application, for the gateway, and
-    C{-init-start-delay}, for the supervisor.  Defaults are mod_fastcgi
-    2.4's.
+    2.x options about connections to the application, for the gateway.
+    Defaults are mod_fastcgi 2.4's.
 
     @ivar path: the application's path, as in its L{AppClassConfig} or
         L{ExternalAppClassConfig}.
     @ivar appConnTimeout: C{-appConnTimeout} seconds, 0 for no limit of
         our own.
     @ivar idleTimeout: C{-idle-timeout} seconds of application silence.
-    @ivar initStartDelay: C{-init-start-delay} seconds between the initial
-        starts of a class's processes (C{AppClass} only).
     @ivar flush: C{-flush} (accepted; output is always streamed, Decision 10).
     @ivar passHeaders: C{-pass-header} names in order.
     @ivar source: where the line was written, C{None} for the defaults.
@@ -463,7 +460,6 @@ class ApplicationOptions:
     path: str
     appConnTimeout: int = 0
     idleTimeout: int = 30
-    initStartDelay: int = 1
     flush: bool = False
     passHeaders: tuple[str, ...] = ()
     source: Source | None = None
