@@ -1048,3 +1048,54 @@ class FailAfterHeadTests(SynchronousTestCase):
         self.assertFalse(response.complete)
         self.assertTrue(client.aborted)
         self.assertIn(RecordType.ABORT_REQUEST, [r.type for r in app.received])
+
+
+class OnHeadMisuseTests(SynchronousTestCase):
+    """
+    An C{onHead} that raises, or decides nothing, does not leave the HTTP
+    request hanging.
+    """
+
+    def serve(self, onHead: Any) -> tuple[HTTPClient, ScriptedApplicationEndpoint]:
+        """
+        Serve C{GET /app} with C{onHead}.
+        """
+        app = ScriptedApplicationEndpoint(
+            [ExpectRequest(), Send(stdout(b"Content-Type: text/plain\r\n\r\nx")), Pause()]
+        )
+        pool = makePool(app)
+
+        class Custom(Resource):
+            isLeaf = True
+
+            def render(self, request: Any) -> Any:
+                FastCGIExchange(request, pool, [], onHead=onHead).start()
+                return 1
+
+        client = HTTPClient(siteFor(Custom()))
+        client.get(b"/app")
+        app.flush()
+        return client, app
+
+    def test_raising(self) -> None:
+        """
+        An C{onHead} that raises gives 500 (the failure is logged) and the
+        FastCGI request is aborted.
+        """
+
+        def onHead(exchange: FastCGIExchange, head: ResponseHead) -> None:
+            raise ValueError("oops")
+
+        client, app = self.serve(onHead)
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+        self.assertEqual(client.response().status, 500)
+        self.assertIn(RecordType.ABORT_REQUEST, [r.type for r in app.received])
+
+    def test_undecided(self) -> None:
+        """
+        An C{onHead} that calls none of respond, discard and fail gives 500.
+        """
+        with capturedLogs() as logged:
+            client, _ = self.serve(lambda exchange, head: None)
+        self.assertEqual(client.response().status, 500)
+        self.assertEqual(len(events(logged, "neither responded")), 1)

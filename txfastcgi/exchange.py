@@ -423,7 +423,30 @@ class FastCGIExchange:
                 return
             if head is not None:
                 self.state = "DISCARD"
-                self.onHead(self, head)
+                self.head = head
+                try:
+                    self.onHead(self, head)
+                except Exception:
+                    self.log.failure(
+                        "Response head handler for {uri} ({backend}) raised",
+                        backend=self.backend,
+                        uri=self._uri(),
+                    )
+                    self.fail(http.INTERNAL_SERVER_ERROR)
+                    return
+                if (
+                    self._registered
+                    and self.state == "DISCARD"
+                    and not self._finishAtEnd
+                    and not self.clientGone
+                ):
+                    self.log.error(
+                        "Response head handler for {uri} ({backend}) neither "
+                        "responded, discarded nor failed; answering 500",
+                        backend=self.backend,
+                        uri=self._uri(),
+                    )
+                    self.fail(http.INTERNAL_SERVER_ERROR)
 
     def _write(self, data: bytes) -> None:
         remaining = self._remaining
