@@ -31,6 +31,7 @@ from txfastcgi.config import (
     ListenConfig,
     LogItem,
     Note,
+    OptionsSetting,
     SectionKind,
     ServerConfig,
     Setting,
@@ -38,6 +39,7 @@ from txfastcgi.config import (
     readConfig,
 )
 from txfastcgi.config.directives import PREDEFINED_LOG_FORMATS, parseLogFormat
+from txfastcgi.config.model import DEFAULT_OPTIONS
 
 SEED = Path("/work/shared/seed/mod_fastcgi.txt")
 _IGNORED_MESSAGE = (
@@ -178,7 +180,8 @@ def test_sectionNamesAreCaseInsensitive(conf: Conf) -> None:
         ("<Foo x>\n</Foo>\n", "httpd.conf:1: <Foo>: unknown section (got 'Foo')"),
         (
             "<IfDefine X>\n</IfDefine>\n",
-            "httpd.conf:1: <IfDefine>: unknown section (got 'IfDefine')",
+            "httpd.conf:1: <IfDefine>: is an Apache section txfastcgi does not implement "
+            "(got 'X')",
         ),
     ],
 )
@@ -1270,4 +1273,112 @@ def test_falseIfModuleIsNotChecked(conf: Conf) -> None:
     What a false C{<IfModule>} holds is skipped unchecked, as in Apache.
     """
     config = conf.read("<IfModule mod_ssl.c>\nSSLEngine on\nNoSuchThing\n</IfModule>\n")
+    assert config.notes == ()
+
+
+@pytest.mark.parametrize(
+    "arguments, absolute, add, remove",
+    [
+        ("None", True, set(), set()),
+        ("ExecCGI", True, {"ExecCGI"}, set()),
+        ("execcgi indexes", True, {"ExecCGI", "Indexes"}, set()),
+        (
+            "All",
+            True,
+            {
+                "ExecCGI",
+                "FollowSymLinks",
+                "Includes",
+                "Indexes",
+                "SymLinksIfOwnerMatch",
+            },
+            set(),
+        ),
+        ("+ExecCGI -Indexes", False, {"ExecCGI"}, {"Indexes"}),
+        (
+            "-All",
+            False,
+            set(),
+            {
+                "ExecCGI",
+                "FollowSymLinks",
+                "Includes",
+                "Indexes",
+                "SymLinksIfOwnerMatch",
+            },
+        ),
+    ],
+)
+def test_options(
+    conf: Conf, arguments: str, absolute: bool, add: set[str], remove: set[str]
+) -> None:
+    """
+    C{Options} is stored, absolute or relative, with canonical names and
+    C{All} expanded (without MultiViews, as in Apache).
+    """
+    config = conf.read(f"<Directory />\nOptions {arguments}\n</Directory>\n")
+    assert config.sections[0].config.options == OptionsSetting(
+        absolute, frozenset(add), frozenset(remove), at(2)
+    )
+
+
+def test_optionsApplyTo() -> None:
+    """
+    L{OptionsSetting.applyTo} replaces for absolute settings and adjusts for
+    relative ones.
+    """
+    inherited = DEFAULT_OPTIONS | {"Indexes"}
+    absolute = OptionsSetting(True, frozenset({"ExecCGI"}), frozenset(), at(1))
+    relative = OptionsSetting(
+        False, frozenset({"ExecCGI"}), frozenset({"Indexes"}), at(1)
+    )
+    assert absolute.applyTo(inherited) == {"ExecCGI"}
+    assert relative.applyTo(inherited) == {"ExecCGI", "FollowSymLinks"}
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            "Options Bogus\n",
+            "httpd.conf:1: Options: unknown option; known: All, None, ExecCGI, FollowSymLinks, Includes, IncludesNOEXEC, Indexes, MultiViews, SymLinksIfOwnerMatch (got 'Bogus')",
+        ),
+        (
+            "Options +ExecCGI Indexes\n",
+            "httpd.conf:1: Options: either all options have + or - before them, or none has (got '+ExecCGI Indexes')",
+        ),
+        (
+            "Options None Indexes\n",
+            "httpd.conf:1: Options: None cannot be combined with other options (got 'None Indexes')",
+        ),
+        (
+            "AllowOverride All\n",
+            "httpd.conf:1: AllowOverride: txfastcgi reads no .htaccess files; only AllowOverride None is accepted (got 'All')",
+        ),
+        (
+            "<Location />\nAllowOverride None\n</Location>\n",
+            "httpd.conf:2: AllowOverride: not allowed inside <Location> sections",
+        ),
+        (
+            "<Limit GET>\n</Limit>\n",
+            "httpd.conf:1: <Limit>: is an Apache section txfastcgi does not implement (got 'GET')",
+        ),
+    ],
+)
+def test_optionsErrors(conf: Conf, text: str, message: str) -> None:
+    """
+    Unknown options, mixed absolute and relative ones, AllowOverride other
+    than None, and unimplemented sections are errors.
+    """
+    assert conf.error(text) == message
+
+
+def test_allowOverrideNone(conf: Conf) -> None:
+    """
+    C{AllowOverride None} is accepted at the server level and in
+    C{<Directory>}.
+    """
+    config = conf.read(
+        "AllowOverride none\n<Directory />\nAllowOverride None\n</Directory>\n"
+    )
     assert config.notes == ()

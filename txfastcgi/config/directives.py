@@ -64,10 +64,12 @@ from txfastcgi.config.model import (
     ExternalAppClassConfig,
     GroupConfig,
     IpcDirConfig,
+    OPTION_NAMES,
     ListenConfig,
     LogFormat,
     LogItem,
     Note,
+    OptionsSetting,
     SectionConfig,
     SectionKind,
     ServerConfig,
@@ -567,6 +569,13 @@ class _Builder:
         """
         key = s.name.lower()
         kinds = {k.value.lower(): k for k in SectionKind}
+        if key in _UNSUPPORTED_SECTIONS:
+            raise ConfigError.at(
+                s.source,
+                s.display,
+                "is an Apache section txfastcgi does not implement",
+                s.args if s.args else NO_VALUE,
+            )
         if key not in kinds:
             raise ConfigError.at(s.source, s.display, "unknown section", s.name)
         kind = kinds[key]
@@ -1453,6 +1462,56 @@ def _limitRequestBody(b: _Builder, d: Directive, scope: _DirectoryBuilder) -> No
     scope.set("limitRequestBody", Setting(value, d.source))
 
 
+_OPTION_NAMES = {name.lower(): name for name in OPTION_NAMES}
+_ALL_OPTIONS = frozenset(OPTION_NAMES) - {"IncludesNOEXEC", "MultiViews"}
+
+
+def _options(b: _Builder, d: Directive, scope: _DirectoryBuilder) -> None:
+    """
+    C{Options [+|-]NAME...}: stored for the mapping step (C{ExecCGI} allows
+    dynamic FastCGI applications, C{Indexes} directory listings, ...).
+    """
+    signs: set[bool] = set()
+    add: set[str] = set()
+    remove: set[str] = set()
+    for arg in d.args:
+        sign = arg[:1] if arg[:1] in ("+", "-") else ""
+        key = arg[len(sign) :].lower()
+        signs.add(bool(sign))
+        if key == "none" and not sign:
+            if len(d.args) > 1:
+                raise _Bad("None cannot be combined with other options", d.args)
+            continue
+        if key == "all":
+            names = set(_ALL_OPTIONS)
+        elif key in _OPTION_NAMES:
+            names = {_OPTION_NAMES[key]}
+        else:
+            raise _Bad(
+                "unknown option; known: All, None, " + ", ".join(OPTION_NAMES), arg
+            )
+        (remove if sign == "-" else add).update(names)
+    if len(signs) > 1:
+        raise _Bad("either all options have + or - before them, or none has", d.args)
+    scope.set(
+        "options",
+        OptionsSetting(not any(signs), frozenset(add), frozenset(remove), d.source),
+    )
+
+
+def _allowOverride(b: _Builder, d: Directive, scope: _DirectoryBuilder) -> None:
+    """
+    C{AllowOverride None}: accepted; txfastcgi reads no C{.htaccess} files,
+    so anything else is refused rather than silently ignored.
+    """
+    if [arg.lower() for arg in d.args] != ["none"]:
+        raise _Bad(
+            "txfastcgi reads no .htaccess files; only AllowOverride None is "
+            "accepted",
+            d.args,
+        )
+
+
 _ROLE_FIELDS = {
     AuthRole.AUTHENTICATOR: "authenticator",
     AuthRole.AUTHORIZER: "authorizer",
@@ -2032,6 +2091,15 @@ DIRECTIVES: Mapping[str, DirectiveSpec] = dict(
             Context.SERVER,
             _fcgiConfig,
         ),
+        _spec("Options", "Options [+|-]OPTION...", 1, None, _ANYWHERE, _options),
+        _spec(
+            "AllowOverride",
+            "AllowOverride None",
+            1,
+            None,
+            Context.SERVER | Context.DIRECTORY,
+            _allowOverride,
+        ),
         *(
             _spec(
                 role.value, f"{role.value} PATH [-compat]", 1, 2, _SECTIONS, _auth(role)
@@ -2105,8 +2173,6 @@ IGNORED = frozenset(_IGNORED_NAMES)
 UNSUPPORTED = frozenset(
     name.lower()
     for name in (
-        "Options",
-        "AllowOverride",
         "AccessFileName",
         "Order",
         "Allow",
@@ -2157,6 +2223,26 @@ UNSUPPORTED = frozenset(
 )
 """Lower-case names of Apache directives refused because ignoring them would
 change what the server does (access control, redirects, ...)."""
+
+
+_UNSUPPORTED_SECTIONS = frozenset(
+    {
+        "limit",
+        "limitexcept",
+        "proxy",
+        "proxymatch",
+        "ifdefine",
+        "ifversion",
+        "if",
+        "elseif",
+        "else",
+        "requireall",
+        "requireany",
+        "requirenone",
+        "macro",
+    }
+)
+"""Lower-case names of Apache sections refused as not implemented."""
 
 
 def buildConfig(

@@ -44,6 +44,7 @@ __all__ = [
     "AuthorizerConfig",
     "CustomLog",
     "DEFAULT_DIRECTORY_INDEX",
+    "DEFAULT_OPTIONS",
     "DEFAULT_IPC_DIR",
     "DEFAULT_PORT",
     "DEFAULT_TYPE",
@@ -59,6 +60,8 @@ __all__ = [
     "LogFormat",
     "LogItem",
     "Note",
+    "OPTION_NAMES",
+    "OptionsSetting",
     "SectionConfig",
     "SectionKind",
     "ServerConfig",
@@ -229,6 +232,54 @@ class AuthorizerConfig:
     source: Source
 
 
+OPTION_NAMES = (
+    "ExecCGI",
+    "FollowSymLinks",
+    "Includes",
+    "IncludesNOEXEC",
+    "Indexes",
+    "MultiViews",
+    "SymLinksIfOwnerMatch",
+)
+"""The names C{Options} takes, besides C{All} and C{None}."""
+
+DEFAULT_OPTIONS = frozenset({"FollowSymLinks"})
+"""The options in force where no C{Options} applies (Apache 2.4's
+default; Apache 1.x's was C{All})."""
+
+
+@dataclass(frozen=True)
+class OptionsSetting:
+    """
+    An C{Options} directive.  Apache merges levels like this: a directive
+    whose names are all absolute (no C{+}/C{-}) replaces what the enclosing
+    levels gave; one whose names are all relative adds (C{+}) and removes
+    (C{-}) from it.  Mixing both kinds is refused here, as Apache 2.4 does.
+
+    @ivar absolute: whether the names replace (C{True}) or adjust.
+    @ivar add: the names set (absolute) or added (relative), canonical
+        spelling, C{All} expanded; empty for C{Options None}.
+    @ivar remove: the names removed (relative only).
+    @ivar source: where it was written.
+    """
+
+    absolute: bool
+    add: frozenset[str]
+    remove: frozenset[str]
+    source: Source
+
+    def applyTo(self, inherited: frozenset[str]) -> frozenset[str]:
+        """
+        The options in force after this directive.
+
+        @param inherited: the options the enclosing levels give.
+        @return: the options in force.
+        """
+        if self.absolute:
+            return self.add
+        return (inherited - self.remove) | self.add
+
+
 @dataclass(frozen=True)
 class DirectoryConfig:
     """
@@ -244,6 +295,8 @@ class DirectoryConfig:
     @ivar env: C{SetEnv}, C{PassEnv} and C{UnsetEnv} rules in order.
     @ivar directoryIndex: C{DirectoryIndex} names (the last directive wins).
     @ivar limitRequestBody: C{LimitRequestBody} bytes, 0 for no limit.
+    @ivar options: C{Options} (the last one wins here; see L{OptionsSetting}
+        for how levels combine).
     @ivar authenticator: C{FastCgiAuthenticator}.
     @ivar authorizer: C{FastCgiAuthorizer}.
     @ivar accessChecker: C{FastCgiAccessChecker}.
@@ -261,6 +314,7 @@ class DirectoryConfig:
     env: tuple[EnvRule, ...] = ()
     directoryIndex: Setting[tuple[str, ...]] | None = None
     limitRequestBody: Setting[int] | None = None
+    options: OptionsSetting | None = None
     authenticator: AuthorizerConfig | None = None
     authorizer: AuthorizerConfig | None = None
     accessChecker: AuthorizerConfig | None = None
