@@ -20,8 +20,9 @@ Life cycle
      FastCgiIpcDir (if a class uses a Unix socket) and creates one listening
      socket per class with L{txfastcgi.ipc}, owned by the run-as user, so
      that the server can still connect to it later.  Generated socket names
-     (C{OM_WS_<n>.<pid>}) are fixed here, with the server's pid, unless
-     L{ApplicationSupervisor.addressFor} was called earlier (then then).
+     (C{OM_WS_<n>.<pid>}) are fixed here, with the server's pid (or the
+     C{serverPid} given), unless L{ApplicationSupervisor.addressFor} was
+     called earlier, which fixes them then.
   3. B{startService} resolves each class's environment, installs the status
      signal handler (SIGUSR1) and starts every class's processes: together
      (the seed), or C{-init-start-delay} seconds apart when the class has
