@@ -25,10 +25,13 @@ Conventions
     section 4).  Checks that need the whole file (duplicate applications,
     socket paths in the FastCgiIpcDir, executability by C{User}, FCGIConfig
     cross-checks) run after the last line, so their order does not matter.
-  - C{-initial-env NAME} copies NAME from the server's environment when the
-    file is read (the C{environ} given to L{buildConfig}); an unset NAME
-    gives an empty value and a note, as mod_fastcgi 2.4 did.  C{PassEnv}
-    works the same way.
+  - C{-initial-env} values are kept as written; C{NAME} alone is copied
+    from the server's environment when the processes start
+    (L{txfastcgi.appclass.resolveInitialEnv}), and the reader notes a NAME
+    missing from the C{environ} given to L{buildConfig}.  C{PassEnv} values
+    are taken from C{environ} when the file is read (an unset one is noted).
+  - C{Options} is stored for the mapping step; C{AllowOverride} accepts only
+    C{None} (no C{.htaccess} files are read).
 """
 
 from __future__ import annotations
@@ -891,13 +894,13 @@ class _Builder:
         if not self.dynamicSources:
             return dynamic
         last = self.dynamicSources[-1]
-        for name, field in (
+        for name, fieldName in (
             ("-minProcesses", "minProcesses"),
             ("-processSlack", "processSlack"),
         ):
-            value = getattr(dynamic, field)
+            value = getattr(dynamic, fieldName)
             if value > dynamic.maxProcesses:
-                label = name if field in self.dynamic else f"{name} (default)"
+                label = name if fieldName in self.dynamic else f"{name} (default)"
                 raise ConfigError.at(
                     last,
                     self.dynamicName,
