@@ -204,6 +204,21 @@ class Gateway:
         await bounded(self.pool.closeAll())
 
 
+@pytest.fixture(autouse=True)
+def noDelayedCallsLeft() -> Any:
+    """
+    Each test leaves no txfastcgi timer behind in the session's reactor
+    (pytest-twisted does not check, STYLE.md P12).
+    """
+    yield
+    left = [
+        call
+        for call in getReactor().getDelayedCalls()
+        if call.active() and "txfastcgi" in repr(call.func)
+    ]
+    assert left == [], left
+
+
 @pytest.fixture
 def responder(responderBinary: str, peerDir: str) -> Any:
     """
