@@ -457,6 +457,33 @@ class AbortTests(SynchronousTestCase, ProtocolTestMixin):
         clock.advance(100)
         self.assertFalse(transport.disconnecting)
 
+    def test_abortFromStdoutOfAnEndedRequest(self) -> None:
+        """
+        A caller that aborts while handling STDOUT that arrived in the same
+        read as the request's END_REQUEST (the codec has already ended the
+        request) fails the request without sending ABORT_REQUEST, and the
+        connection is idle and reusable afterwards.
+        """
+        protocol, transport, clock = self.connect()
+        idle: list[FastCGIClientProtocol] = []
+        protocol.onIdle = idle.append
+        holder: list[FastCGIRequest] = []
+
+        def abortOnStdout(data: bytes) -> None:
+            holder[0].abort()
+
+        request = FastCGIRequest([(b"QUERY_STRING", b"")], writeStdout=abortOnStdout)
+        holder.append(request)
+        d = protocol.request(request)
+        transport.clear()
+        protocol.dataReceived(complete(1, b"no colon\r\n\r\n"))
+        self.failureResultOf(d, RequestAborted)
+        self.assertEqual(sentRecords(transport), [])
+        self.assertEqual(idle, [protocol])
+        self.assertEqual(protocol.state, "IDLE")
+        clock.advance(100)
+        self.assertFalse(transport.disconnecting)
+
     def test_graceExpiryCloses(self) -> None:
         """
         An application that does not end an aborted request within the grace

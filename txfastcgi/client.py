@@ -1064,6 +1064,12 @@ class FastCGIClientProtocol(Protocol):
         self._pump.remove(request)
         if self.state not in ("IDLE", "ACTIVE"):
             return
+        if requestId not in self._connection.requests:
+            # The application already ended it: its END_REQUEST came in the
+            # same read as the STDOUT the caller is reacting to, and is being
+            # dispatched after it.  Nothing to abort, no grace to wait for.
+            self._updatePause()
+            return
         self.log.info(
             "Aborting FastCGI request {requestId}", requestId=requestId
         )
