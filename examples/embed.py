@@ -22,7 +22,7 @@ Mounted paths:
     C{Authorization: Bearer letmein} header or C{?token=letmein}; anything
     else is answered 401 with C{WWW-Authenticate}.
   - C{/private-app/...}: the same authorizer in front of the WSGI
-    application (an L{AuthorizedFastCGIResource}), which then sees
+    application (a L{FastCGIResource}), which then sees
     C{REMOTE_USER}, C{AUTH_TYPE} and C{DEMO_SCOPE} set by the authorizer's
     C{Variable-*} headers.
   - C{/filtered/...}: a L{FastCGIFilter} over the static directory: each
@@ -58,7 +58,7 @@ process to connect) and PHP scripts under C{/srv/www}::
         b"php-private",
         FastCGIAuthorizer(
             unixPool,
-            AuthorizedFastCGIResource(
+            FastCGIResource(
                 phpPool, documentRoot=b"/srv/www", scriptFilename=b"/srv/www/index.php"
             ),
         ),
@@ -97,7 +97,7 @@ from twisted.web.resource import Resource
 from twisted.web.static import Data, File
 
 from txfastcgi.application import ApplicationRequest, FastCGIApplicationFactory
-from txfastcgi.authorizer import AuthorizedFastCGIResource, FastCGIAuthorizer
+from txfastcgi.authorizer import FastCGIAuthorizer
 from txfastcgi.fcgi.constants import Role
 from txfastcgi.filter import FastCGIFilter
 from txfastcgi.listen import FastCGIApplicationService, tcpEndpoint, unixEndpoint
@@ -299,7 +299,7 @@ def buildRoot(
     root.putChild(b"tcp", FastCGIResource(tcpPool))
     root.putChild(b"private", FastCGIAuthorizer(unixPool, File(staticDirectory.path)))
     root.putChild(
-        b"private-app", FastCGIAuthorizer(unixPool, AuthorizedFastCGIResource(tcpPool))
+        b"private-app", FastCGIAuthorizer(unixPool, FastCGIResource(tcpPool))
     )
     root.putChild(b"filtered", FastCGIFilter(unixPool, staticDirectory))
     return root

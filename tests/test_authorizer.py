@@ -22,7 +22,6 @@ from txfastcgi.application import ApplicationRequest
 from txfastcgi.authorizer import (
     AUTHORIZATION_ATTRIBUTE,
     Authorization,
-    AuthorizedFastCGIResource,
     FastCGIAuthorizer,
     authorizationFromHead,
     authorizationOf,
@@ -30,6 +29,7 @@ from txfastcgi.authorizer import (
 )
 from txfastcgi.cgienv import EnvironmentOptions, GatewayRequest
 from txfastcgi.cgiresponse import ResponseHeadParser
+from txfastcgi.resource import FastCGIResource
 from txfastcgi.fcgi.constants import RecordType, Role
 from txfastcgi.site import GatewaySite
 from txfastcgi.testing import (
@@ -294,7 +294,7 @@ class GrantTests(SynchronousTestCase):
         site, _ = siteWith(
             FastCGIAuthorizer(
                 makePool(authorizer),
-                AuthorizedFastCGIResource(makePool(responder), documentRoot=b"/srv"),
+                FastCGIResource(makePool(responder), documentRoot=b"/srv"),
             )
         )
         response, _ = fetch(
@@ -323,7 +323,7 @@ class GrantTests(SynchronousTestCase):
         )
         responder, params, _ = responderApp()
         site, _ = siteWith(
-            FastCGIAuthorizer(makePool(authorizer), AuthorizedFastCGIResource(makePool(responder)))
+            FastCGIAuthorizer(makePool(authorizer), FastCGIResource(makePool(responder)))
         )
         response, _ = fetch(site, b"/app", authorizer, responder)
         self.assertEqual(response.status, 200)

@@ -7,7 +7,7 @@ section 7.5) in front of any C{twisted.web} resource::
     app = ConnectionPool(reactor, "unix:/run/app.sock")
     root.putChild(b"files", FastCGIAuthorizer(authorizer, File("/srv/files")))
     root.putChild(
-        b"app", FastCGIAuthorizer(authorizer, AuthorizedFastCGIResource(app))
+        b"app", FastCGIAuthorizer(authorizer, FastCGIResource(app))
     )
 
 The authorizer application
@@ -68,12 +68,8 @@ L{authorizationOf} reads it, for any resource.  Nested authorizers merge
 their variables (the inner one's win).  An internal redirect keeps them: the
 request is the same, and so is who made it.
 
-L{AuthorizedFastCGIResource} is a L{FastCGIResource} that adds them to the
-application's environment (L{authorizedGatewayRequest}).  I{Until
-C{txfastcgi.resource.gatewayRequestFor} applies them itself}, put an
-L{AuthorizedFastCGIResource} (not a plain L{FastCGIResource}) behind an
-authorizer when its application needs the variables; once it does, the two
-are the same.
+L{FastCGIResource} adds them to its application's environment
+(C{txfastcgi.resource.gatewayRequestFor} applies L{Authorization.applyTo}).
 
 Delegation
 ==========
@@ -106,7 +102,6 @@ from txfastcgi.cgienv import (
     EnvironmentOptions,
     GatewayRequest,
     buildAuthorizerEnvironment,
-    buildEnvironment,
 )
 from txfastcgi.cgiresponse import DEFAULT_MAX_HEADER_BYTES, LOCAL_REDIRECT, ResponseHead
 from txfastcgi.client import RequestResult
@@ -118,7 +113,6 @@ from txfastcgi.resource import (
     FastCGIResource,
     gatewayRequestFor,
     internalRedirect,
-    requestBody,
 )
 
 __all__ = [
@@ -466,40 +460,8 @@ class FastCGIAuthorizer(Resource):
         return NOT_DONE_YET
 
 
-class AuthorizedFastCGIResource(FastCGIResource):
-    """
-    A L{FastCGIResource} whose application also gets the variables,
-    C{REMOTE_USER} and C{AUTH_TYPE} granted by the L{FastCGIAuthorizer}s in
-    front of it (L{authorizedGatewayRequest}).  Same arguments and
-    behaviour as L{FastCGIResource} otherwise.
-    """
-
-    def render(self, request: Request) -> bytes | int:
-        """
-        Forward C{request} to the application, with its authorization.
-
-        @return: C{NOT_DONE_YET}; the answer is written as it arrives.
-        """
-        body, length = requestBody(request)
-        gateway = gatewayRequestFor(
-            request,
-            contentLength=length,
-            scriptFilename=self.scriptFilename,
-            documentRoot=self.documentRoot,
-            serverName=self.serverName,
-            extraVariables=self.extraVariables,
-        )
-        if gateway is None:
-            _notFound(request)
-            return NOT_DONE_YET
-        exchange = FastCGIExchange(
-            request,
-            self.pool,
-            buildEnvironment(authorizedGatewayRequest(request, gateway), self.environmentOptions),
-            body=body,
-            onHead=self._onHead,
-            maxHeaderBytes=self.maxHeaderBytes,
-            retryAfter=self.retryAfter,
-        )
-        exchange.start()
-        return NOT_DONE_YET
+AuthorizedFastCGIResource = FastCGIResource
+"""
+Kept as a name for the L{FastCGIResource} behind an authorizer: every
+L{FastCGIResource} now passes the authorizer's variables on.
+"""

@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import io
 from collections import deque
-from typing import IO, Any, Callable, Iterable, NamedTuple, Protocol as TypingProtocol
+from typing import IO, Callable, Iterable, NamedTuple, Protocol as TypingProtocol
 from typing import Sequence, Union, cast
 
 from twisted.internet.defer import Deferred

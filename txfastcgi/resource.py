@@ -211,7 +211,7 @@ def gatewayRequestFor(
     redirect: RedirectState | None = getattr(request, _REDIRECT_ATTRIBUTE, None)
     if redirect is not None:
         extraVariables = extraVariables + redirect.variables
-    return GatewayRequest(
+    gateway = GatewayRequest(
         method=r.method,
         rawURI=r.uri,
         scriptName=scriptName,
@@ -230,6 +230,10 @@ def gatewayRequestFor(
         contentLength=contentLength,
         extraVariables=extraVariables,
     )
+    # An authorizer in front of this resource (txfastcgi.authorizer) leaves
+    # its Variable-* headers, REMOTE_USER and AUTH_TYPE on the request.
+    authorization = getattr(request, "_txfastcgiAuthorization", None)
+    return gateway if authorization is None else authorization.applyTo(gateway)
 
 
 def _renderError(request: Request, status: int, brief: str, detail: str) -> None:

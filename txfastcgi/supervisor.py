@@ -143,7 +143,6 @@ from txfastcgi.appclass import (
     IpcDirConfig,
 )
 from txfastcgi.ipc import (
-    IPCError,
     ListeningSocket,
     SocketNameAllocator,
     SocketRegistry,
