@@ -81,6 +81,7 @@ import pwd
 import signal
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any, cast
 
 from twisted.application.service import MultiService, Service
@@ -140,11 +141,22 @@ SwitchUser = Callable[["RunAs"], None]
 """Switches the process to a user."""
 
 
-class StartupError(Exception):
+class StartupError(SystemExit):
     """
     The server cannot start (an address cannot be bound, a log file cannot
     be opened).  C{str()} is one line.
+
+    A L{SystemExit}, so that twistd, which calls
+    L{GatewayService.privilegedStartService} unguarded, exits with status 1
+    printing that line (and no traceback); the line is logged too, for a
+    daemon whose stderr goes nowhere.
     """
+
+    def __str__(self) -> str:
+        """
+        @return: the message.
+        """
+        return str(self.code)
 
 
 def checkEndpoint(description: str) -> None:
@@ -506,6 +518,10 @@ class GatewayService(MultiService):
                 maxRequestBodySize=maxBody,
             )
             self._listen(self.site)
+        except StartupError as e:
+            self.log.critical("Cannot start: {error}", error=str(e))
+            self._abortStart()
+            raise
         except BaseException:
             self._abortStart()
             raise
@@ -754,15 +770,22 @@ async def _await(result: Any) -> Any:
     return result
 
 
-def _defaultResource(config: ServerConfig, *, pools: Mapping[str, ConnectionPool],
-                     reactor: Any) -> IResource:
+def _defaultResource(
+    config: ServerConfig,
+    *,
+    pools: Mapping[str, ConnectionPool],
+    reactor: Any,
+    environ: Mapping[str, str] | None = None,
+) -> IResource:
     """
     Build L{txfastcgi.gateway.GatewayResource} (imported when needed).
     """
     from twisted.python.reflect import namedAny
 
     gatewayResource = namedAny("txfastcgi.gateway.GatewayResource")  # type: ignore[no-untyped-call]
-    resource: IResource = gatewayResource(config, pools=pools, reactor=reactor)
+    resource: IResource = gatewayResource(
+        config, pools=pools, reactor=reactor, environ=environ
+    )
     return resource
 
 
@@ -804,6 +827,8 @@ def makeGatewayService(
     @param drainTimeout: seconds in-flight requests get at shutdown.
     @return: the service.
     """
+    if resourceFactory is _defaultResource:
+        resourceFactory = partial(_defaultResource, environ=environ)
     if endpointFactory is None:
         from twisted.internet.endpoints import serverFromString
 

@@ -1,0 +1,322 @@
+"""
+End-to-end tests of C{twistd fastcgi}: the real command in a subprocess,
+serving a copy of C{examples/httpd.conf} on free ports, queried with
+urllib; C{--check}; start-up errors; SIGTERM leaving no application process
+or socket behind.
+
+Every server is started in its own session and killed (its whole process
+group) when its test module ends, whatever happened.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+TWISTD = str(VENV_BIN / "twistd")
+ECHO = REPO / "examples" / "echo"
+EXAMPLE = REPO / "examples" / "httpd.conf"
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 30.0
+
+needsGateway = pytest.mark.skipif(
+    importlib.util.find_spec("txfastcgi.gateway") is None,
+    reason="txfastcgi.gateway (GatewayResource) has not landed yet",
+)
+
+
+def freePort() -> int:
+    """
+    A TCP port free on 127.0.0.1 right now.
+    """
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def serverEnvironment() -> dict[str, str]:
+    """
+    The environment for twistd: this virtualenv first on PATH, so that the
+    echo script's C{#!/usr/bin/env python3} (given C{-initial-env PATH})
+    finds a Python with Twisted.
+    """
+    env = dict(os.environ)
+    env["PATH"] = f"{VENV_BIN}:{env.get('PATH', '/usr/bin:/bin')}"
+    return env
+
+
+def exampleCopy(directory: Path, httpPort: int, appPort: int) -> Path:
+    """
+    Write C{examples/httpd.conf} into C{directory} with free ports, logs and
+    sockets in C{directory}, and a document root there whose
+    C{examples/echo} and C{examples/echo.fcg} are links to C{examples/echo}.
+    """
+    docroot = directory / "docroot"
+    (docroot / "examples").mkdir(parents=True)
+    for name in ("echo", "echo.fcg"):
+        (docroot / "examples" / name).symlink_to(ECHO)
+    text = EXAMPLE.read_text()
+    replacements = [
+        ("\nPort 5556\n", f"\nPort {httpPort}\n"),
+        ("-port 8978", f"-port {appPort}"),
+        ("localhost:8978", f"localhost:{appPort}"),
+        ("/tmp/txfastcgi-error.log", f"{directory}/error.log"),
+        ("/tmp/txfastcgi-access.log", f"{directory}/access.log"),
+        ("\nDocumentRoot ..\n", f"\nDocumentRoot {docroot}\nFastCgiIpcDir {directory}/ipc\n"),
+        ("\nAppClass echo ", f"\nAppClass {docroot}/examples/echo "),
+        ("\nAppClass echo.fcg ", f"\nAppClass {docroot}/examples/echo.fcg "),
+        ("\nExternalAppClass remote-echo ", f"\nExternalAppClass {docroot}/examples/remote-echo "),
+    ]
+    for old, new in replacements:
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    path = directory / "httpd.conf"
+    path.write_text(text)
+    return path
+
+
+class Server:
+    """
+    A C{twistd -n fastcgi} subprocess.
+    """
+
+    def __init__(self, directory: Path, config: Path, port: int) -> None:
+        self.directory = directory
+        self.port = port
+        self.output = directory / "twistd.out"
+        with open(self.output, "wb") as out:
+            self.process = subprocess.Popen(
+                [TWISTD, "-n", "--pidfile=", "fastcgi", "--config", str(config)],
+                cwd=directory,
+                env=serverEnvironment(),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def waitUntilListening(self) -> None:
+        """
+        Wait until the HTTP port accepts connections.
+        """
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"twistd exited:\n{self.output.read_text()}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        pytest.fail(f"twistd is not listening:\n{self.output.read_text()}")
+
+    def get(self, path: str, timeout: float = 15) -> tuple[int, str]:
+        """
+        GET C{path}; return the status and the body.
+        """
+        url = f"http://127.0.0.1:{self.port}{path}"
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:
+                return response.status, response.read().decode("utf-8", "replace")
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode("utf-8", "replace")
+
+    def kill(self) -> None:
+        """
+        Kill the server's whole process group (cleanup).
+        """
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait(timeout=STOP_TIMEOUT)
+
+
+def processesUnder(directory: Path) -> list[int]:
+    """
+    The pids of processes whose command line mentions C{directory}.
+    """
+    found = []
+    needle = str(directory).encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if needle in f.read():
+                    found.append(int(entry))
+        except OSError:
+            pass
+    return found
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """
+    A server for the copy of C{examples/httpd.conf}; killed at the end.
+    """
+    if importlib.util.find_spec("txfastcgi.gateway") is None:
+        pytest.skip("txfastcgi.gateway (GatewayResource) has not landed yet")
+    directory = tmp_path_factory.mktemp("e2e")
+    httpPort, appPort = freePort(), freePort()
+    config = exampleCopy(directory, httpPort, appPort)
+    running = Server(directory, config, httpPort)
+    try:
+        running.waitUntilListening()
+        yield running
+    finally:
+        running.kill()
+
+
+def counter(body: str) -> int:
+    """
+    The request number echo shows.
+    """
+    for line in body.splitlines():
+        if line.startswith("Request number "):
+            return int(line.split()[2].rstrip(","))
+    raise AssertionError(f"no request number in {body!r}")
+
+
+def test_echoStateAndCounter(server: Server) -> None:
+    """
+    C{/examples/echo} shows C{STATE=TEXAS} in its initial environment and a
+    request counter that increases from one request to the next.
+    """
+    status, first = server.get("/examples/echo?format=text")
+    assert status == 200, first
+    assert "\nSTATE=TEXAS\n" in first.split("Initial environment:")[1]
+    status, second = server.get("/examples/echo?format=text")
+    assert status == 200
+    assert counter(second) == counter(first) + 1
+
+
+def test_echoFcgAndRemote(server: Server) -> None:
+    """
+    The AppClass on a TCP port and the ExternalAppClass connected to it
+    answer; they are the same process, so they share its counter.
+    """
+    status, local = server.get("/examples/echo.fcg?format=text")
+    assert status == 200, local
+    assert "FastCGI echo" in local
+    status, remote = server.get("/examples/remote-echo?format=text")
+    assert status == 200, remote
+    assert counter(remote) == counter(local) + 1
+
+
+def test_logsWritten(server: Server) -> None:
+    """
+    The transfer log has a common-format line per request and the error log
+    has the start-up messages.
+    """
+    server.get("/examples/echo?logged=1")
+    access = (server.directory / "access.log").read_text()
+    assert '"GET /examples/echo?logged=1 HTTP/1.1" 200 ' in access
+    assert access.startswith("127.0.0.1 - - [")
+    error = (server.directory / "error.log").read_text()
+    assert "] [info] " in error
+    assert "started with pid" in error
+
+
+def test_sigtermStops(server: Server) -> None:
+    """
+    SIGTERM stops the server with no application process or socket left
+    behind.  (twistd ends by killing itself with the signal that stopped
+    its reactor, so the status is -SIGTERM.)
+    """
+    assert processesUnder(server.directory / "docroot")
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(timeout=STOP_TIMEOUT) in (0, -signal.SIGTERM)
+    assert processesUnder(server.directory / "docroot") == []
+    assert os.listdir(server.directory / "ipc") == []
+    assert "Shutdown complete" in (server.directory / "error.log").read_text()
+
+
+def runTwistd(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """
+    Run C{twistd ARGS} to completion (bounded).
+    """
+    return subprocess.run(
+        [TWISTD, *args],
+        cwd=cwd,
+        env=serverEnvironment(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_checkGoodAndBad(tmp_path: Path) -> None:
+    """
+    C{twistd fastcgi --check} exits 0 with C{Syntax OK} for a good file and
+    1 with the one-line error for a bad one.
+    """
+    good = exampleCopy(tmp_path, freePort(), freePort())
+    result = runTwistd("fastcgi", "--check", "--config", str(good), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.endswith("Syntax OK\n")
+    bad = tmp_path / "bad.conf"
+    bad.write_text(good.read_text().replace("-port ", "-port x"))
+    result = runTwistd("fastcgi", "--check", "--config", str(bad), cwd=tmp_path)
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"{bad}:")
+    assert ": AppClass: -port must be an integer between 1 and 65535 (got 'x" in line
+
+
+@pytest.mark.skipif(
+    not (REPO / "examples" / "echo.fcg").exists(),
+    reason="examples/echo.fcg (a link to echo) is not in the checkout yet",
+)
+def test_checkExample() -> None:
+    """
+    C{examples/httpd.conf} itself is valid.
+    """
+    result = runTwistd("fastcgi", "--check", "--config", str(EXAMPLE), cwd=REPO)
+    assert result.returncode == 0, result.stderr
+
+
+def test_badConfigNoTraceback(tmp_path: Path) -> None:
+    """
+    Started with a bad file, twistd prints the one-line error after its
+    usage text and exits 1, with no traceback.
+    """
+    bad = tmp_path / "bad.conf"
+    bad.write_text("Listen 127.0.0.1:1\nAppClass /nonexistent/app\n")
+    result = runTwistd("-n", "--pidfile=", "fastcgi", "--config", str(bad), cwd=tmp_path)
+    assert result.returncode == 1
+    assert "Traceback (most recent call last)" not in result.stdout + result.stderr
+    assert result.stdout.rstrip("\n").splitlines()[-1].endswith(
+        f": {bad}:2: AppClass: no such file (got '/nonexistent/app')"
+    )
+
+
+@needsGateway
+def test_portInUse(tmp_path: Path) -> None:
+    """
+    An address already in use stops the start with a one-line error, exit
+    status 1 and no application left running.
+    """
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        config = exampleCopy(tmp_path, port, freePort())
+        result = runTwistd("-n", "--pidfile=", "fastcgi", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 1
+    assert "Traceback (most recent call last)" not in result.stdout + result.stderr
+    assert f"cannot listen on tcp:{port}" in result.stdout + result.stderr
+    assert processesUnder(tmp_path / "docroot") == []
