@@ -142,6 +142,8 @@ class Tree:
                     bodies.append(b"".join(chunks))
                     if name == "auth":
                         request.write(self.authorizerAnswer)
+                    elif request.params.get(b"PATH_INFO") == b"/go":
+                        request.write(b"Location: /page.php?from=echo\r\n\r\n")
                     else:
                         request.write(b"Content-Type: text/plain\r\n\r\n" + name.encode())
                     return None
@@ -252,6 +254,19 @@ class GatewayTests(SynchronousTestCase):
         }
         for name, value in expected.items():
             self.assertEqual(env.get(name), value.encode(), name)
+
+    def test_internalRedirect(self) -> None:
+        """
+        An application's local redirect is routed again by the gateway (here
+        to an Action), with the redirect's variables.
+        """
+        client = self.tree.get(b"/examples/echo/go")
+        self.assertEqual(client.response().body, b"php")
+        env = self.tree.params["php"][0]
+        self.assertEqual(env[b"PATH_INFO"], b"/page.php")
+        self.assertEqual(env[b"QUERY_STRING"], b"from=echo")
+        self.assertEqual(env[b"REDIRECT_URL"], b"/page.php")
+        self.assertEqual(env[b"REDIRECT_STATUS"], b"200")
 
     def test_staticFile(self) -> None:
         """

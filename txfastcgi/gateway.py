@@ -144,11 +144,17 @@ class _Served:
     and the variables for the application.
     """
 
-    __slots__ = ("route", "variables")
+    __slots__ = ("route", "variables", "redirectVariables")
 
-    def __init__(self, route: Route, variables: tuple[tuple[bytes, bytes], ...]) -> None:
+    def __init__(
+        self,
+        route: Route,
+        variables: tuple[tuple[bytes, bytes], ...],
+        redirectVariables: tuple[tuple[bytes, bytes], ...],
+    ) -> None:
         self.route = route
         self.variables = variables
+        self.redirectVariables = redirectVariables
 
 
 _SERVED_ATTRIBUTE = "_txfastcgiServed"
@@ -178,8 +184,14 @@ def _gatewayRequest(
     )
     if gateway is None:
         return None
+    extras = gateway.extraVariables
+    if served.redirectVariables:
+        # After those of an earlier internal redirect: this one is the
+        # latest, as Apache's REDIRECT_URL names the previous request.
+        extras = extras + served.redirectVariables
     gateway = replace(
         gateway,
+        extraVariables=extras,
         scriptName=_bytes(route.scriptName),
         pathInfo=_bytes(route.pathInfo),
         pathTranslated=(
@@ -447,10 +459,15 @@ class GatewayResource(Resource):
                 "The request body is larger than this resource accepts.",
             )
         if served.kind in (RouteKind.FASTCGI, RouteKind.CGI):
-            variables = self._variablesFor(config)
-            if redirected:
-                variables = variables + _redirectVariables(r.uri)
-            setattr(request, _SERVED_ATTRIBUTE, _Served(served, variables))
+            setattr(
+                request,
+                _SERVED_ATTRIBUTE,
+                _Served(
+                    served,
+                    self._variablesFor(config),
+                    _redirectVariables(r.uri) if redirected else (),
+                ),
+            )
         return self._authorized(request, leaf, route, served)
 
     def _leaf(self, request: Request, route: Route) -> Resource | None:

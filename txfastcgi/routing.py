@@ -399,30 +399,16 @@ def findPathInfo(uri: str, pathInfo: str) -> int:
 
 def _aliasMatches(uri: str, fake: str) -> int:
     """
-    mod_alias C{alias_matches}: how many characters of C{uri} the alias URL
-    path C{fake} matches (runs of C{/} in either match runs in the other),
-    0 for no match; the match must end at a C{/} boundary.
+    mod_alias C{alias_matches} for a URL path and an alias URL path that
+    both have no runs of C{/} (the router collapses them in both): the
+    length of the match, 0 for none; the match must end at a C{/} boundary.
     """
-    ai = 0
-    ui = 0
-    end = len(fake)
-    ulen = len(uri)
-    while ai < end:
-        if fake[ai] == "/":
-            if ui >= ulen or uri[ui] != "/":
-                return 0
-            while ai < end and fake[ai] == "/":
-                ai += 1
-            while ui < ulen and uri[ui] == "/":
-                ui += 1
-        else:
-            if ui >= ulen or uri[ui] != fake[ai]:
-                return 0
-            ui += 1
-            ai += 1
-    if fake[end - 1] != "/" and ui < ulen and uri[ui] != "/":
+    if not uri.startswith(fake):
         return 0
-    return ui
+    n = len(fake)
+    if fake[n - 1] == "/" or len(uri) == n or uri[n] == "/":
+        return n
+    return 0
 
 
 _SLASHES = re.compile("/{2,}")
@@ -570,7 +556,11 @@ class Router:
         self._lstat = lstat
         self.documentRoot = config.documentRootPath.rstrip("/")
         self._aliases = tuple(
-            (alias.urlPath, alias.path, alias.kind is AliasKind.SCRIPT_ALIAS)
+            (
+                _SLASHES.sub("/", alias.urlPath),
+                alias.path,
+                alias.kind is AliasKind.SCRIPT_ALIAS,
+            )
             for alias in config.aliases
         )
         apps: dict[str, str] = {}
@@ -878,7 +868,7 @@ class Router:
                 **more,  # type: ignore[arg-type]
             )
 
-        if found is not None:
+        if found is not None and "FollowSymLinks" not in config.options:
             problem = self._symlinkProblem(filename, self._baseOf(uri), config.options)
             if problem is not None:
                 # Refused before any handler: not a usable index file either.
