@@ -154,6 +154,21 @@ def test_percentDecodedPath() -> None:
     assert line("%U|%r", request) == '/a b\\n|GET /a%20b%0A?q HTTP/1.1'
 
 
+def test_internalRedirect() -> None:
+    """
+    After an internal redirect rewrote the request, C{%r} and C{%U} give
+    the original request, C{%>r} and C{%>U} and the other items the final
+    one.
+    """
+    request = FakeRequest(
+        uri=b"/index.php?env=1",
+        originalRequestLine=b"GET /redirect.php?local=1 HTTP/1.1",
+        originalUri=b"/redirect.php?local=1",
+    )
+    assert line('"%r" %U %q', request) == '"GET /redirect.php?local=1 HTTP/1.1" /redirect.php ?env=1'
+    assert line('"%>r" %>U', request) == '"GET /index.php?env=1 HTTP/1.1" /index.php'
+
+
 def test_basicUser() -> None:
     """
     C{%u} is the user name of a Basic Authorization header.

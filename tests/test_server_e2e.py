@@ -231,6 +231,24 @@ def test_logsWritten(server: Server) -> None:
     assert "started with pid" in error
 
 
+def test_sighupReopensLogs(server: Server) -> None:
+    """
+    After logrotate moves the logs away, SIGHUP makes the server write to
+    new files at the configured paths.
+    """
+    access = server.directory / "access.log"
+    os.rename(access, server.directory / "access.log.1")
+    os.rename(server.directory / "error.log", server.directory / "error.log.1")
+    server.process.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while not (server.directory / "error.log").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    server.get("/examples/echo?rotated=1")
+    assert "rotated=1" in access.read_text()
+    assert "rotated=1" not in (server.directory / "access.log.1").read_text()
+    assert "Reopened 2 log files" in (server.directory / "error.log").read_text()
+
+
 def test_sigtermStops(server: Server) -> None:
     """
     SIGTERM stops the server with no application process or socket left
@@ -320,3 +338,175 @@ def test_portInUse(tmp_path: Path) -> None:
     assert "Traceback (most recent call last)" not in result.stdout + result.stderr
     assert f"cannot listen on tcp:{port}" in result.stdout + result.stderr
     assert processesUnder(tmp_path / "docroot") == []
+
+
+# --- php-fpm as an ExternalAppClass ------------------------------------------
+
+PHP_SCRIPTS = {
+    "form.php": (
+        "<?php header('Content-Type: text/plain');\n"
+        "echo 'method=' . $_SERVER['REQUEST_METHOD'] . \"\\n\";\n"
+        "echo 'name=' . ($_POST['name'] ?? '') . \"\\n\";\n"
+    ),
+    "cookie.php": (
+        "<?php setcookie('visit', 'one'); setcookie('other', 'two');\n"
+        "echo 'got=' . ($_COOKIE['visit'] ?? 'none');\n"
+    ),
+    "redirect.php": (
+        "<?php if (isset($_GET['local'])) { header('Location: /index.php?env=1', true, 200); }\n"
+        "elseif (isset($_GET['found'])) { header('Location: /index.php'); }\n"
+        "else { header('Location: http://example.com/elsewhere'); }\n"
+    ),
+}
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """
+    Do not follow redirects: the tests look at them.
+    """
+
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        """
+        Follow nothing.
+        """
+        return None
+
+
+@pytest.fixture(scope="module")
+def phpServer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """
+    php-fpm (tests/peers.py) behind C{twistd fastcgi}: C{.php} files go to
+    it through an C{Action}, as Apache 1.3 with mod_fastcgi did it.
+    """
+    if importlib.util.find_spec("txfastcgi.gateway") is None:
+        pytest.skip("txfastcgi.gateway (GatewayResource) has not landed yet")
+    from tests import peers
+
+    peers.requireNamedPeer("php-fpm")
+    directory = tmp_path_factory.mktemp("php")
+    fpm = peers.phpFpm(str(directory), scripts=PHP_SCRIPTS)
+    docroot = directory / "docroot"
+    port = freePort()
+    config = directory / "httpd.conf"
+    config.write_text(
+        f"""Listen 127.0.0.1:{port}
+DocumentRoot {docroot}
+DirectoryIndex index.php
+ErrorLog {directory}/error.log
+TransferLog {directory}/access.log
+AddType application/x-httpd-php .php
+Action application/x-httpd-php /php-fpm virtual
+ExternalAppClass {docroot}/php-fpm -socket {fpm.socketPath}
+<Location /php-fpm>
+SetHandler fastcgi-script
+</Location>
+"""
+    )
+    running = Server(directory, config, port)
+    try:
+        running.waitUntilListening()
+        yield running
+    finally:
+        running.kill()
+        fpm.stop()
+
+
+def phpRequest(
+    server: Server, path: str, data: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, list[str]], str]:
+    """
+    Send a request without following redirects.
+
+    @return: status, headers (lower-case names, every value), body.
+    """
+    opener = urllib.request.build_opener(_NoRedirect)
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{server.port}{path}", data=data, headers=headers or {}
+    )
+    try:
+        response = opener.open(request, timeout=15)
+    except urllib.error.HTTPError as e:
+        response = e
+    with response:
+        found: dict[str, list[str]] = {}
+        for name, value in response.headers.items():
+            found.setdefault(name.lower(), []).append(value)
+        return response.status, found, response.read().decode("utf-8", "replace")
+
+
+@pytest.mark.peer("php-fpm")
+def test_phpGet(phpServer: Server) -> None:
+    """
+    A GET of a PHP script (and of the directory, through DirectoryIndex)
+    is answered by php-fpm.
+    """
+    status, headers, body = phpRequest(phpServer, "/index.php?env=1")
+    assert status == 200, body
+    assert "REQUEST_URI=/index.php?env=1" in body
+    assert "QUERY_STRING=env=1" in body
+    status, headers, body = phpRequest(phpServer, "/")
+    assert status == 200, body
+    assert body.startswith("pid=")
+
+
+@pytest.mark.peer("php-fpm")
+def test_phpPostForm(phpServer: Server) -> None:
+    """
+    A POSTed form reaches PHP's C{$_POST}.
+    """
+    status, _, body = phpRequest(
+        phpServer,
+        "/form.php",
+        data=b"name=J%C3%BCrgen&x=1",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert status == 200, body
+    assert body == "method=POST\nname=J\u00fcrgen\n"
+
+
+@pytest.mark.peer("php-fpm")
+def test_phpCookies(phpServer: Server) -> None:
+    """
+    Several C{Set-Cookie} headers pass through unmerged, and a request's
+    C{Cookie} reaches C{$_COOKIE}.
+    """
+    status, headers, body = phpRequest(phpServer, "/cookie.php")
+    assert status == 200
+    assert body == "got=none"
+    assert sorted(headers["set-cookie"]) == ["other=two", "visit=one"]
+    status, _, body = phpRequest(phpServer, "/cookie.php", headers={"Cookie": "visit=again"})
+    assert body == "got=again"
+
+
+@pytest.mark.peer("php-fpm")
+def test_phpStatus(phpServer: Server) -> None:
+    """
+    A status set by the script is the response's; a missing script is 404.
+    """
+    status, _, _ = phpRequest(phpServer, "/index.php?status=418")
+    assert status == 418
+    status, _, _ = phpRequest(phpServer, "/missing.php")
+    assert status == 404
+
+
+@pytest.mark.peer("php-fpm")
+def test_phpRedirects(phpServer: Server) -> None:
+    """
+    A C{Location} with a full URL is a 302 to it; a local path with status
+    200 is served inside the server (internal redirect, as a GET); PHP's
+    own 302 for a local path goes to the client.
+    """
+    status, headers, _ = phpRequest(phpServer, "/redirect.php")
+    assert status == 302
+    assert headers["location"] == ["http://example.com/elsewhere"]
+    status, headers, _ = phpRequest(phpServer, "/redirect.php?found=1")
+    assert status == 302
+    assert headers["location"][0].endswith("/index.php")
+    status, headers, body = phpRequest(phpServer, "/redirect.php?local=1")
+    assert status == 200, body
+    assert "REQUEST_URI=/index.php?env=1" in body
+    # The Action's own redirect (to /php-fpm/index.php) comes last, so
+    # REDIRECT_URL names /index.php, as in Apache.
+    assert "REDIRECT_STATUS=200" in body
+    access = (phpServer.directory / "access.log").read_text()
+    assert '"GET /redirect.php?local=1 HTTP/1.1" 200 ' in access

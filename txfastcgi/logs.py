@@ -20,8 +20,11 @@ L{formatAccessLine} renders the items the configuration parser accepts
   - C{%t}: C{[27/Nov/2026:17:57:03 +0000]}, local time, English month
     names; C{%{FORMAT}t} a C{strftime} format, C{%{sec}t}, C{%{msec}t},
     C{%{usec}t} (and C{begin:}/C{end:} prefixes, both the request start).
-  - C{%r}: C{METHOD URI PROTOCOL}; C{%m}, C{%U} (the path, percent-decoded),
-    C{%q} (C{?query} or nothing), C{%H}.
+  - C{%r}: the request line as received (C{METHOD URI PROTOCOL}); C{%m},
+    C{%U} (the path, percent-decoded), C{%q} (C{?query} or nothing),
+    C{%H}.  After an internal redirect (which rewrites the request in
+    place), C{%r} and C{%U} still give the original request, as in Apache
+    (C{%>r}, C{%>U}: the final one); the other items give the final one.
   - C{%s}, C{%>s}, C{%<s}: the status sent (txfastcgi does not keep an
     original status apart from the final one).
   - C{%b}: body bytes sent, C{-} for none; C{%B}: the same, C{0} for none;
@@ -437,15 +440,19 @@ def _item(
     if letter == "t":
         return _timeItem(item, started, localtime)
     if letter == "r":
-        return escapeLogItem(
-            b" ".join((request.method, request.uri, request.clientproto))
-        )
+        original = getattr(request, "originalRequestLine", None)
+        if original is None or item.final:
+            original = b" ".join((request.method, request.uri, request.clientproto))
+        return escapeLogItem(original)
     if letter == "m":
         return escapeLogItem(request.method)
     if letter == "H":
         return escapeLogItem(request.clientproto)
     if letter == "U":
-        return escapeLogItem(unquote_to_bytes(request.uri.split(b"?", 1)[0]))
+        uri = getattr(request, "originalUri", None)
+        if uri is None or item.final:
+            uri = request.uri
+        return escapeLogItem(unquote_to_bytes(uri.split(b"?", 1)[0]))
     if letter == "q":
         _, question, query = request.uri.partition(b"?")
         return escapeLogItem(b"?" + query) if question else ""
@@ -594,10 +601,15 @@ class TimedRequest(LimitedRequest):
     @ivar startedAt: when the request object was made (its first line had
         arrived), by the site's reactor clock.
     @ivar keepAliveCount: requests served on the connection before this one.
+    @ivar originalRequestLine: the request line as received (internal
+        redirects rewrite C{method} and C{uri}), for C{%r}.
+    @ivar originalUri: the request-target as received, for C{%U}.
     """
 
     startedAt: float = 0.0
     keepAliveCount: int = 0
+    originalRequestLine: bytes | None = None
+    originalUri: bytes | None = None
 
     def __init__(self, channel: Any, *args: Any, **kwargs: Any) -> None:
         """
@@ -613,6 +625,14 @@ class TimedRequest(LimitedRequest):
             channel._txfastcgiServed = count + 1
         except AttributeError:
             pass
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        """
+        Remember the request line as received, then process the request.
+        """
+        self.originalRequestLine = b" ".join((command, path, version))
+        self.originalUri = path
+        super().requestReceived(command, path, version)
 
 
 @implementer(ILogObserver)
