@@ -14,11 +14,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import CannotListenError
 from twisted.internet.testing import MemoryReactorClock, StringTransport
-from twisted.logger import LogPublisher, capturedLogs
+from twisted.logger import LogLevel, LogPublisher, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
@@ -393,11 +394,11 @@ class MakeGatewayServiceTests(SynchronousTestCase):
         built = Built(self.config)
         built.service.startService()
         built.publisher({"log_format": "hello {who}", "who": "world",
-                         "log_level": __import__("twisted.logger").logger.LogLevel.warn})
+                         "log_level": LogLevel.warn})
         built.supervisor.stopped.callback(None)
         self.successResultOf(built.service.stopService())
         built.publisher({"log_format": "late", "log_level":
-                         __import__("twisted.logger").logger.LogLevel.warn})
+                         LogLevel.warn})
         text = (self.directory / "error.log").read_text()
         self.assertIn("] [warn] hello world\n", text)
         self.assertNotIn("late", text)
@@ -523,3 +524,52 @@ class ResolveRunAsTests(SynchronousTestCase):
         config = readConfig(str(path))
         runAs = resolveRunAs(config, euid=0)
         self.assertEqual(runAs, RunAs(4000001, 4000002, None, switch=False, keepRoot=True))
+
+
+needsRoot = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+
+
+class PrivilegeTests(SynchronousTestCase):
+    """
+    What the service does with privileges when started as root.
+    """
+
+    @needsRoot
+    def test_switchUser(self) -> None:
+        """
+        L{_switchUser} sets the supplementary groups, the gid and the uid
+        (checked in a forked child, which then exits).
+        """
+        from txfastcgi.service import _switchUser
+
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            try:
+                os.close(read)
+                _switchUser(RunAs(65534, 65534, None, switch=True))
+                os.write(write, repr((os.getuid(), os.geteuid(), os.getgid(),
+                                      os.getgroups())).encode())
+            finally:
+                os._exit(0)
+        os.close(write)
+        with os.fdopen(read) as f:
+            result = f.read()
+        os.waitpid(pid, 0)
+        self.assertEqual(result, repr((65534, 65534, 65534, [65534])))
+
+    @needsRoot
+    def test_logFilesGivenToUser(self) -> None:
+        """
+        Log files opened by root for a server that will run as another
+        user are given to that user, so that SIGHUP can reopen them.
+        """
+        from txfastcgi.logs import LogFile
+
+        directory = Path(tempfile.mkdtemp(prefix="txfastcgi-service-"))
+        self.addCleanup(shutil.rmtree, directory, True)
+        logFile = LogFile(str(directory / "access.log"), uid=65534, gid=65534)
+        logFile.open()
+        logFile.close()
+        info = os.stat(directory / "access.log")
+        self.assertEqual((info.st_uid, info.st_gid), (65534, 65534))

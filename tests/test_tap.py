@@ -226,3 +226,24 @@ def test_makeService(directory: Path) -> None:
     assert service.getServiceNamed("supervisor") is service.supervisor
     assert service.state == "new"
     assert service.runAs is None or os.geteuid() == 0
+
+
+def test_twistdUidWins(directory: Path) -> None:
+    """
+    twistd's C{--uid}/C{--gid} take precedence over C{User}/C{Group}: the
+    sockets and logs are given to that account and twistd, not the
+    service, switches to it.
+    """
+    from twisted.scripts.twistd import ServerOptions
+
+    path = directory / "httpd.conf"
+    path.write_text(Path(goodConfig(directory)).read_text() + "User #4000001\n")
+    options = ServerOptions()
+    options.parseOptions(["--uid", "4000003", "--gid", "4000004", "fastcgi", "--config", str(path)])
+    service = makeService(options.subOptions, MemoryReactorClock())
+    assert service.runAs is not None
+    assert (service.runAs.uid, service.runAs.gid, service.runAs.switch) == (
+        4000003,
+        4000004,
+        False,
+    )
