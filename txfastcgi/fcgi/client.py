@@ -11,6 +11,7 @@ from Twisted: a L{txfastcgi.client.FastCGIClientProtocol} feeds it.
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -35,7 +36,6 @@ from txfastcgi.fcgi.events import (
     ValuesReceived,
 )
 from txfastcgi.fcgi.records import (
-    Record,
     RecordReader,
     decodeEndRequestBody,
     decodePairs,
@@ -98,6 +98,26 @@ _REQUEST_OUTPUT_TYPES = frozenset(
 _MANAGEMENT_OUTPUT_TYPES = frozenset(
     {RecordType.GET_VALUES_RESULT, RecordType.UNKNOWN_TYPE}
 )
+
+
+_STDOUT = int(RecordType.STDOUT)
+_STDERR = int(RecordType.STDERR)
+_ENDED = OutputState.ENDED
+
+# Events are immutable values: the frequent ones without data are made once.
+_CACHED_EVENTS_LIMIT = 64
+
+
+@functools.lru_cache(maxsize=_CACHED_EVENTS_LIMIT)
+def _stdoutEnded(requestId: int) -> StdoutEnded:
+    return StdoutEnded(requestId=requestId)
+
+
+@functools.lru_cache(maxsize=_CACHED_EVENTS_LIMIT)
+def _requestEnded(requestId: int, appStatus: int, protocolStatus: int) -> RequestEnded:
+    return RequestEnded(
+        requestId=requestId, appStatus=appStatus, protocolStatus=protocolStatus
+    )
 
 
 @dataclass(slots=True)
@@ -385,14 +405,14 @@ class ClientConnection:
             raise self._error
         try:
             try:
-                records = self._reader.feed(data)
+                records = self._reader.feedTuples(data)
             except RemoteProtocolError as e:
                 raise RemoteProtocolError(
                     f"{e} (active requests: {self._describeActive()})"
                 ) from e
             events: list[Event] = []
-            for record in records:
-                self._receiveRecord(record, events)
+            for recordType, requestId, content in records:
+                self._receiveRecord(recordType, requestId, content, events)
             return events
         except RemoteProtocolError as e:
             self._error = e
@@ -401,9 +421,9 @@ class ClientConnection:
     def _describeActive(self) -> str:
         return ", ".join(str(i) for i in sorted(self.requests)) or "none"
 
-    def _receiveRecord(self, record: Record, events: list[Event]) -> None:
-        recordType = record.type
-        requestId = record.requestId
+    def _receiveRecord(
+        self, recordType: int, requestId: int, content: bytes, events: list[Event]
+    ) -> None:
         if recordType in _REQUEST_OUTPUT_TYPES:
             state = self.requests.get(requestId)
             if state is None:
@@ -412,40 +432,34 @@ class ClientConnection:
                     f"{requestId}, which is not active "
                     f"(active requests: {self._describeActive()})"
                 )
-            if recordType == RecordType.STDOUT:
-                if state.stdout is OutputState.ENDED:
+            if recordType == _STDOUT:
+                if state.stdout is _ENDED:
                     raise RemoteProtocolError(
                         f"received STDOUT record for request {requestId} in state "
                         f"{state.describe()}: the stream was already ended"
                     )
-                if record.content:
-                    events.append(StdoutReceived(requestId=requestId, data=record.content))
+                if content:
+                    events.append(StdoutReceived(requestId=requestId, data=content))
                 else:
-                    state.stdout = OutputState.ENDED
-                    events.append(StdoutEnded(requestId=requestId))
-            elif recordType == RecordType.STDERR:
-                if state.stderr is OutputState.ENDED:
+                    state.stdout = _ENDED
+                    events.append(_stdoutEnded(requestId))
+            elif recordType == _STDERR:
+                if state.stderr is _ENDED:
                     raise RemoteProtocolError(
                         f"received STDERR record for request {requestId} in state "
                         f"{state.describe()}: the stream was already ended"
                     )
-                if record.content:
-                    events.append(StderrReceived(requestId=requestId, data=record.content))
+                if content:
+                    events.append(StderrReceived(requestId=requestId, data=content))
                 else:
-                    state.stderr = OutputState.ENDED
+                    state.stderr = _ENDED
                     events.append(StderrEnded(requestId=requestId))
             else:
-                appStatus, protocolStatus = decodeEndRequestBody(record.content)
+                appStatus, protocolStatus = decodeEndRequestBody(content)
                 del self.requests[requestId]
                 if not state.keepConnection:
                     self.closing = True
-                events.append(
-                    RequestEnded(
-                        requestId=requestId,
-                        appStatus=appStatus,
-                        protocolStatus=protocolStatus,
-                    )
-                )
+                events.append(_requestEnded(requestId, appStatus, protocolStatus))
         elif recordType in _MANAGEMENT_OUTPUT_TYPES:
             if requestId != FCGI_NULL_REQUEST_ID:
                 raise RemoteProtocolError(
@@ -455,9 +469,9 @@ class ClientConnection:
             if recordType == RecordType.GET_VALUES_RESULT:
                 try:
                     pairs = decodePairs(
-                        record.content,
+                        content,
                         what="GET_VALUES_RESULT",
-                        maxSize=len(record.content),
+                        maxSize=len(content),
                     )
                 except RemoteProtocolError as e:
                     raise RemoteProtocolError(
@@ -466,7 +480,7 @@ class ClientConnection:
                 events.append(ValuesReceived(values=dict(pairs)))
             else:
                 events.append(
-                    UnknownTypeReceived(recordType=decodeUnknownTypeBody(record.content))
+                    UnknownTypeReceived(recordType=decodeUnknownTypeBody(content))
                 )
         else:
             state = self.requests.get(requestId)
