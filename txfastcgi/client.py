@@ -47,7 +47,6 @@ consumer) is closed and its requests fail with L{ResponseTimeout}.
 
 from __future__ import annotations
 
-import io
 from collections import deque
 from typing import IO, Callable, Iterable, NamedTuple, Protocol as TypingProtocol
 from typing import Sequence, Union, cast
@@ -281,13 +280,18 @@ class _BodyReader:
     """
 
     def __init__(self, source: BodySource) -> None:
-        self._file: IO[bytes]
+        # In-memory bodies are sliced from bytes (no BytesIO per request).
+        self._file: IO[bytes] | None = None
+        self._data = b""
+        self._position = 0
         self._start = 0
+        self.size: int | None
         if source is None:
-            source = b""
-        if isinstance(source, (bytes, bytearray, memoryview)):
-            self._file = io.BytesIO(source)
-            self.size: int | None = len(source)
+            self.size = 0
+            self.replayable = True
+        elif isinstance(source, (bytes, bytearray, memoryview)):
+            self._data = bytes(source)
+            self.size = len(source)
             self.replayable = True
         else:
             self._file = source
@@ -303,13 +307,21 @@ class _BodyReader:
         """
         Read up to C{size} bytes; a short read means the end.
         """
-        return self._file.read(size)
+        if self._file is not None:
+            return self._file.read(size)
+        position = self._position
+        chunk = self._data[position : position + size]
+        self._position = position + len(chunk)
+        return chunk
 
     def rewind(self) -> None:
         """
         Go back to where the body started.
         """
-        self._file.seek(self._start)
+        if self._file is not None:
+            self._file.seek(self._start)
+        else:
+            self._position = 0
 
 
 # --- the request ------------------------------------------------------------
@@ -382,6 +394,9 @@ class FastCGIRequest:
         self._retryHook: Callable[[FastCGIRequest, FastCGIClientError], bool] | None = None
         # Set by a pool while the request is queued: called on abort.
         self._unqueueHook: Callable[[FastCGIRequest], None] | None = None
+        # Set by a pool: called with (request, succeeded) once, just before
+        # finished fires (cheaper than callbacks on finished).
+        self._finishHook: Callable[[FastCGIRequest, bool], None] | None = None
         # Input streams still to send: (record type, reader).
         self._inputs: list[tuple[RecordType, _BodyReader]] = []
 
@@ -446,13 +461,26 @@ class FastCGIRequest:
                 self._pendingResult = None
                 self._buffer.clear()
                 self._buffered = 0
+                self._settle(False)
                 self.finished.errback(reason or RequestAborted("aborted"))
             return
         self._done = True
         self._stop()
+        self._settle(False)
         self.finished.errback(reason or RequestAborted("aborted"))
 
+    def _settle(self, succeeded: bool) -> None:
+        """
+        L{finished} is about to fire: tell the pool, once.
+        """
+        hook = self._finishHook
+        if hook is not None:
+            self._finishHook = None
+            hook(self, succeeded)
+
     def _cancel(self, d: Deferred[RequestResult]) -> None:
+        # Deferred fails with CancelledError itself, once this returns.
+        self._settle(False)
         if self._done:
             if self._pendingResult is not None:
                 self._pendingResult = None
@@ -460,7 +488,6 @@ class FastCGIRequest:
             return
         self._done = True
         self._stop()
-        # Deferred fails with CancelledError itself.
 
     def _stop(self) -> None:
         self._buffer.clear()
@@ -511,6 +538,7 @@ class FastCGIRequest:
             self.writeStdout(data)
         if not self._buffer and self._pendingResult is not None:
             result, self._pendingResult = self._pendingResult, None
+            self._settle(True)
             self.finished.callback(result)
 
     def _complete(self, result: RequestResult) -> None:
@@ -521,6 +549,7 @@ class FastCGIRequest:
         if self._buffer:
             self._pendingResult = result
         else:
+            self._settle(True)
             self.finished.callback(result)
 
     def _fail(self, error: FastCGIClientError) -> None:
@@ -532,6 +561,7 @@ class FastCGIRequest:
         self._done = True
         self._buffer.clear()
         self._buffered = 0
+        self._settle(False)
         self.finished.errback(error)
 
     def _reject(self, error: FastCGIClientError) -> None:

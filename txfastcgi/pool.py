@@ -484,8 +484,7 @@ class ConnectionPool:
         """
         if request.done or request.attempts:
             raise RuntimeError(f"{request!r} was already started")
-        request.finished.addCallbacks(self._served, self._failed)
-        request.finished.addBoth(self._forget, request)
+        request._finishHook = self._finished
         if self._closed:
             request._reject(PoolClosed(f"pool for {self.address} is closed"))
             return request.finished
@@ -662,17 +661,13 @@ class ConnectionPool:
             self._needsFresh.add(request)
         self._dispatch()
 
-    def _served(self, result: RequestResult) -> RequestResult:
-        self.requestsServed += 1
-        return result
-
-    def _failed(self, failure: Failure) -> Failure:
-        self.requestsFailed += 1
-        return failure
-
-    def _forget(self, result: object, request: FastCGIRequest) -> object:
+    def _finished(self, request: FastCGIRequest, succeeded: bool) -> None:
+        # Called by the request just before its finished Deferred fires.
+        if succeeded:
+            self.requestsServed += 1
+        else:
+            self.requestsFailed += 1
         self._attempts.pop(request, None)
-        return result
 
     # --- connections -----------------------------------------------------------
 
