@@ -510,3 +510,22 @@ def test_phpRedirects(phpServer: Server) -> None:
     assert "REDIRECT_STATUS=200" in body
     access = (phpServer.directory / "access.log").read_text()
     assert '"GET /redirect.php?local=1 HTTP/1.1" 200 ' in access
+
+
+@needsGateway
+def test_applicationPortInUse(tmp_path: Path) -> None:
+    """
+    An AppClass C{-port} already in use stops the start with a one-line
+    error and exit status 1.
+    """
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        appPort = busy.getsockname()[1]
+        config = exampleCopy(tmp_path, freePort(), appPort)
+        result = runTwistd("-n", "--pidfile=", "fastcgi", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 1
+    output = result.stdout + result.stderr
+    assert "Traceback (most recent call last)" not in output
+    assert f"cannot set up the applications' sockets: TCP 127.0.0.1:{appPort}" in output
+    assert processesUnder(tmp_path / "docroot") == []

@@ -25,6 +25,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
 from txfastcgi.config import ServerConfig, readConfig
+from txfastcgi.ipc import IPCError
 from txfastcgi.pool import ApplicationAddress
 from txfastcgi.service import (
     GatewayService,
@@ -354,6 +355,30 @@ class MakeGatewayServiceTests(SynchronousTestCase):
         self.assertIn("stop listening tcp:18080:interface=127.0.0.1", built.recorder.events)
         self.assertIn("supervisor stop", built.recorder.events)
         self.assertFalse(any(f.isOpen for f in built.service.logFiles))
+
+    def test_socketFailure(self) -> None:
+        """
+        An application socket that cannot be set up stops the start with a
+        one-line L{StartupError}; the log files are closed again.
+        """
+        built = Built(self.config)
+
+        def refuse() -> None:
+            raise IPCError(
+                "TCP 127.0.0.1:8978: cannot listen: Address already in use",
+                "127.0.0.1:8978",
+            )
+
+        built.supervisor.privilegedStartService = refuse  # type: ignore[method-assign]
+        with self.assertRaises(StartupError) as raised:
+            built.service.privilegedStartService()
+        self.assertEqual(
+            str(raised.exception),
+            "cannot set up the applications' sockets: TCP 127.0.0.1:8978: cannot "
+            "listen: Address already in use",
+        )
+        self.assertFalse(any(f.isOpen for f in built.service.logFiles))
+        self.assertEqual(built.service.state, "stopped")
 
     def test_accessLogs(self) -> None:
         """

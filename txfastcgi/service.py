@@ -90,7 +90,9 @@ from twisted.logger import ILogObserver, Logger, LogPublisher, globalLogPublishe
 from twisted.python.failure import Failure
 from twisted.web.resource import IResource
 
+from txfastcgi.appclass import AppClassError
 from txfastcgi.config import AppClassConfig, ExternalAppClassConfig, ServerConfig
+from txfastcgi.ipc import IPCError
 from txfastcgi.logs import (
     AccessLog,
     ErrorLogObserver,
@@ -144,7 +146,8 @@ SwitchUser = Callable[["RunAs"], None]
 class StartupError(SystemExit):
     """
     The server cannot start (an address cannot be bound, a log file cannot
-    be opened).  C{str()} is one line.
+    be opened, an application's socket cannot be set up).  C{str()} is one
+    line.
 
     A L{SystemExit}, so that twistd, which calls
     L{GatewayService.privilegedStartService} unguarded, exits with status 1
@@ -496,7 +499,13 @@ class GatewayService(MultiService):
         Service.privilegedStartService(self)  # type: ignore[no-untyped-call]
         try:
             self._openLogs()
-            self.supervisor.privilegedStartService()
+            try:
+                self.supervisor.privilegedStartService()
+            except (IPCError, AppClassError) as e:
+                message = e.located() if isinstance(e, AppClassError) else str(e)
+                raise StartupError(
+                    f"cannot set up the applications' sockets: {message}"
+                ) from e
             self.pools = {}
             apps: list[AppClassConfig | ExternalAppClassConfig] = [
                 *self.config.appClasses,
