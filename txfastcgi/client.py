@@ -71,7 +71,9 @@ from txfastcgi.fcgi.constants import (
 from txfastcgi.fcgi.errors import RemoteProtocolError
 from txfastcgi.fcgi.events import (
     RequestEnded,
+    StderrEnded,
     StderrReceived,
+    StdoutEnded,
     StdoutReceived,
     UnknownTypeReceived,
     ValuesReceived,
@@ -101,6 +103,8 @@ class _Transport(TypingProtocol):
     What we use of a stream transport (L{twisted.internet.interfaces.ITCPTransport}).
     """
 
+    def write(self, data: bytes) -> None: ...
+
     def writeSequence(self, data: Iterable[bytes]) -> None: ...
 
     def loseConnection(self) -> None: ...
@@ -128,6 +132,9 @@ DEFAULT_MAX_BUFFER = 1 << 20
 """STDOUT bytes a paused request may hold before it is aborted."""
 
 _INLINE_BODY = 4 * STREAM_CHUNK_SIZE
+
+_JOIN_LIMIT = 16384
+"""Output of at most this many bytes is joined into one write."""
 
 
 class RequestResult(NamedTuple):
@@ -625,10 +632,11 @@ class _InputPump:
             self._protocol._transport.registerProducer(self, False)
 
     def remove(self, request: FastCGIRequest) -> None:
-        try:
-            self._requests.remove(request)
-        except ValueError:
-            pass
+        if self._requests:
+            try:
+                self._requests.remove(request)
+            except ValueError:
+                pass
         self._unregisterIfIdle()
 
     def _unregisterIfIdle(self) -> None:
@@ -802,6 +810,10 @@ class FastCGIClientProtocol(Protocol):
                             "while its consumer was paused"
                         )
                     )
+            elif isinstance(event, RequestEnded):
+                self._requestEnded(event)
+            elif isinstance(event, (StdoutEnded, StderrEnded)):
+                pass
             elif isinstance(event, StderrReceived):
                 request = self._requests.get(event.requestId)
                 if request is not None and request.writeStderr is not None:
@@ -812,8 +824,6 @@ class FastCGIClientProtocol(Protocol):
                         requestId=event.requestId,
                         stderr=event.data.decode("utf-8", "replace"),
                     )
-            elif isinstance(event, RequestEnded):
-                self._requestEnded(event)
             elif isinstance(event, ValuesReceived):
                 if self._valueWaiters:
                     self._valueWaiters.popleft().callback(dict(event.values))
@@ -884,8 +894,14 @@ class FastCGIClientProtocol(Protocol):
         connection.beginRequest(requestId, request.role, keepConnection)
         connection.sendParams(requestId, request.params)
         connection.endParams(requestId)
-        sizes = [reader.size for _, reader in request._inputs]
-        if None not in sizes and sum(s or 0 for s in sizes) <= _INLINE_BODY:
+        inline = 0
+        for _, reader in request._inputs:
+            size = reader.size
+            if size is None:
+                inline = _INLINE_BODY + 1
+                break
+            inline += size
+        if inline <= _INLINE_BODY:
             # Small in-memory bodies go out at once.
             while request._inputs:
                 request._nextInput(connection)
@@ -936,7 +952,14 @@ class FastCGIClientProtocol(Protocol):
     def _flush(self) -> None:
         data = self._connection.dataToSend()
         if data and self.transport is not None:
-            self._transport.writeSequence(data)
+            if len(data) == 1:
+                self._transport.write(data[0])
+            elif sum(map(len, data)) <= _JOIN_LIMIT:
+                # One write of a few small records (a request's BEGIN_REQUEST,
+                # PARAMS and empty STDIN) is cheaper than a sequence of them.
+                self._transport.write(b"".join(data))
+            else:
+                self._transport.writeSequence(data)
 
     def _noteActivity(self) -> None:
         self._lastActivity = self.clock.seconds()
@@ -985,8 +1008,12 @@ class FastCGIClientProtocol(Protocol):
         Pause the transport exactly when every active request is paused by its
         consumer, so a stalled request never stalls its neighbours.
         """
-        requests = self._requests
-        shouldPause = bool(requests) and all(r._paused for r in requests.values())
+        shouldPause = False
+        for request in self._requests.values():
+            if not request._paused:
+                shouldPause = False
+                break
+            shouldPause = True
         if shouldPause == self._transportPaused or self.transport is None:
             return
         if self.state not in ("IDLE", "ACTIVE"):

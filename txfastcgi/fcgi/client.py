@@ -42,6 +42,7 @@ from txfastcgi.fcgi.records import (
     decodeUnknownTypeBody,
     encodeBeginRequestBody,
     encodePairs,
+    encodeRecord,
     recordChunks,
     streamChunks,
     streamEndChunks,
@@ -81,14 +82,15 @@ class OutputState(enum.Enum):
     ENDED = "ENDED"
 
 
-# (state, what we do) -> next state.  Anything missing is a LocalProtocolError.
-_INPUT_TRANSITIONS: dict[tuple[InputState, str], InputState] = {
-    (InputState.PARAMS, "sendParams"): InputState.PARAMS,
-    (InputState.PARAMS, "endParams"): InputState.STDIN,
-    (InputState.STDIN, "sendStdin"): InputState.STDIN,
-    (InputState.STDIN, "endStdin"): InputState.DONE,  # DATA for a Filter
-    (InputState.DATA, "sendData"): InputState.DATA,
-    (InputState.DATA, "endData"): InputState.DONE,
+# What we do -> (the one state it is allowed in, the next state).  Anything
+# else is a LocalProtocolError.
+_INPUT_TRANSITIONS: dict[str, tuple[InputState, InputState]] = {
+    "sendParams": (InputState.PARAMS, InputState.PARAMS),
+    "endParams": (InputState.PARAMS, InputState.STDIN),
+    "sendStdin": (InputState.STDIN, InputState.STDIN),
+    "endStdin": (InputState.STDIN, InputState.DONE),  # DATA for a Filter
+    "sendData": (InputState.DATA, InputState.DATA),
+    "endData": (InputState.DATA, InputState.DONE),
 }
 
 # Record types an application may send, and whether they carry a request id.
@@ -102,10 +104,27 @@ _MANAGEMENT_OUTPUT_TYPES = frozenset(
 
 _STDOUT = int(RecordType.STDOUT)
 _STDERR = int(RecordType.STDERR)
+_PARAMS = int(RecordType.PARAMS)
+_STDIN = int(RecordType.STDIN)
+_FILTER = int(Role.FILTER)
 _ENDED = OutputState.ENDED
 
-# Events are immutable values: the frequent ones without data are made once.
+# Records and events are immutable values: the frequent ones without data
+# are made once.
 _CACHED_EVENTS_LIMIT = 64
+_CACHED_RECORDS_LIMIT = 256
+
+
+@functools.lru_cache(maxsize=_CACHED_RECORDS_LIMIT)
+def _beginRecord(requestId: int, role: int, flags: int) -> bytes:
+    return encodeRecord(
+        RecordType.BEGIN_REQUEST, requestId, encodeBeginRequestBody(role, flags)
+    )
+
+
+@functools.lru_cache(maxsize=_CACHED_RECORDS_LIMIT)
+def _endRecord(recordType: int, requestId: int) -> bytes:
+    return b"".join(streamEndChunks(recordType, requestId))
 
 
 @functools.lru_cache(maxsize=_CACHED_EVENTS_LIMIT)
@@ -249,10 +268,8 @@ class ClientConnection:
         self.requests[requestId] = RequestState(requestId, role, keepConnection)
         if not keepConnection:
             self.closing = True
-        self._out += recordChunks(
-            RecordType.BEGIN_REQUEST,
-            requestId,
-            encodeBeginRequestBody(role, FCGI_KEEP_CONN if keepConnection else 0),
+        self._out.append(
+            _beginRecord(requestId, role, FCGI_KEEP_CONN if keepConnection else 0)
         )
 
     def sendParams(self, requestId: int, pairs: Iterable[tuple[bytes, bytes]]) -> None:
@@ -272,7 +289,7 @@ class ClientConnection:
         @raise LocalProtocolError: if the request is not in state C{PARAMS}.
         """
         self._transition(requestId, "endParams")
-        self._out += streamEndChunks(RecordType.PARAMS, requestId)
+        self._out.append(_endRecord(_PARAMS, requestId))
 
     def sendStdin(self, requestId: int, data: bytes) -> None:
         """
@@ -291,9 +308,9 @@ class ClientConnection:
         @raise LocalProtocolError: if the request is not in state C{STDIN}.
         """
         state = self._transition(requestId, "endStdin")
-        if state.role == Role.FILTER:
+        if state.role == _FILTER:
             state.input = InputState.DATA
-        self._out += streamEndChunks(RecordType.STDIN, requestId)
+        self._out.append(_endRecord(_STDIN, requestId))
 
     def sendData(self, requestId: int, data: bytes) -> None:
         """
@@ -358,8 +375,8 @@ class ClientConnection:
             raise LocalProtocolError(
                 f"cannot {action} for request {requestId}: it was aborted"
             )
-        nextState = _INPUT_TRANSITIONS.get((state.input, action))
-        if nextState is None:
+        allowed, nextState = _INPUT_TRANSITIONS[action]
+        if state.input is not allowed:
             raise LocalProtocolError(
                 f"cannot {action} for request {requestId} in state "
                 f"{state.describe()}"
