@@ -352,6 +352,7 @@ PHP_SCRIPTS = {
         "<?php setcookie('visit', 'one'); setcookie('other', 'two');\n"
         "echo 'got=' . ($_COOKIE['visit'] ?? 'none');\n"
     ),
+    "slow.php": "<?php sleep(2); echo 'done';\n",
     "redirect.php": (
         "<?php if (isset($_GET['local'])) { header('Location: /index.php?env=1', true, 200); }\n"
         "elseif (isset($_GET['found'])) { header('Location: /index.php'); }\n"
@@ -529,3 +530,31 @@ def test_applicationPortInUse(tmp_path: Path) -> None:
     assert "Traceback (most recent call last)" not in output
     assert f"cannot set up the applications' sockets: TCP 127.0.0.1:{appPort}" in output
     assert processesUnder(tmp_path / "docroot") == []
+
+
+@pytest.mark.peer("php-fpm")
+def test_phpDrainOnSigterm(phpServer: Server) -> None:
+    """
+    SIGTERM while a request is running: the server stops listening at once,
+    lets the request finish (it answers 200), then stops.  (Uses up the
+    module's php server: keep it the last test that uses it.)
+    """
+    import threading
+
+    results: list[tuple[int, str]] = []
+    thread = threading.Thread(
+        target=lambda: results.append(phpServer.get("/slow.php", timeout=30))
+    )
+    thread.start()
+    # The request is in flight (php-fpm sleeps 2 s in it) well before this.
+    time.sleep(0.5)
+    phpServer.process.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", phpServer.port), timeout=1).close()
+    thread.join(timeout=30)
+    assert results == [(200, "done")]
+    assert phpServer.process.wait(timeout=STOP_TIMEOUT) in (0, -signal.SIGTERM)
+    error = (phpServer.directory / "error.log").read_text()
+    assert "Shutdown: waiting up to 10.0 s for 1 requests in flight" in error
+    assert error.index("requests in flight") < error.index("closing 1 connection pools")
