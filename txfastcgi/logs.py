@@ -99,6 +99,11 @@ _LEVEL_NAMES = {
     LogLevel.critical: "crit",
 }
 
+_PRIORITY = {
+    level: index
+    for index, level in enumerate(LogLevel.iterconstants())  # type: ignore[no-untyped-call]
+}
+
 LocalTime = Callable[[float], time.struct_time]
 """C{time.localtime}, or a replacement for tests."""
 
@@ -668,8 +673,7 @@ class ErrorLogObserver:
         level = event.get("log_level", LogLevel.info)
         if not isinstance(level, type(LogLevel.info)):
             level = LogLevel.info
-        order = list(LogLevel.iterconstants())  # type: ignore[no-untyped-call]
-        if order.index(level) < order.index(self.minLevel):
+        if _PRIORITY.get(level, 1) < _PRIORITY.get(self.minLevel, 1):
             return
         text = eventAsText(
             event, includeTimestamp=False, includeSystem=False, includeTraceback=True

@@ -58,6 +58,12 @@ When started as root with C{User} (and C{Group}) in the configuration:
     starts every class as its own user (C{User}/C{Group} for classes
     without one), and logs a warning.  Started as another user, C{User}
     is ignored (with a warning), as in Apache.
+  - After the switch the server still imports modules now and then (lazily),
+    so the Python installation must be readable by that user (a Python
+    under a mode-0700 C{/root} is not).
+
+The C{ErrorLog} gets every event at C{info} level and above (C{LogLevel} is
+one of the directives the configuration reader ignores).
 
 Shutdown (STYLE.md P4)
 ======================
@@ -276,6 +282,7 @@ class GatewayHTTPSite(GatewaySite):
     """
 
     requestFactory: Any
+    _log = Logger()
 
     def __init__(
         self,
@@ -352,7 +359,7 @@ class GatewayHTTPSite(GatewaySite):
             try:
                 accessLog.log(request, started=started, finished=finished)
             except Exception:
-                Logger().failure(
+                self._log.failure(
                     "Cannot write the access log {path}", path=accessLog.file.path
                 )
 
