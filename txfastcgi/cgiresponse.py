@@ -195,10 +195,13 @@ _TCHAR = (
 _BAD_CONTROL = re.compile(b"[\x00-\x08\x0b-\x1f\x7f]")
 _TOKEN = b"[-!#$%&'*+.^_`|~0-9A-Za-z]++"
 _VALUE = b"[^\x00-\x08\x0a-\x1f\x7f]*+"
-# Valid lines only (LF line ends), no continuation lines.  Possessive
-# quantifiers: no backtracking, linear time on any input.
-_VALID_BLOCK = re.compile(b"(?:" + _TOKEN + b":" + _VALUE + b"\n)*+")
-_HEADER_LINE = re.compile(b"(" + _TOKEN + b"):[ \t]*+(" + _VALUE + b")\n")
+# One valid header line (LF or CRLF line end; a value holds no CR), from the
+# start of a line.  A block is valid, without continuation lines, when every
+# line is one of these.  Possessive quantifiers: no backtracking, linear time
+# on any input.
+_HEADER_LINE = re.compile(
+    b"^(" + _TOKEN + b"):[ \t]*+(" + _VALUE + b")\r?\n", re.MULTILINE
+)
 
 _STATUS = 1
 _LOCATION = 2
@@ -362,15 +365,14 @@ def _parseBlock(block: bytes, bodyStart: bytes) -> ResponseHead:
     @return: the head.
     @raise MalformedResponseError: if the block breaks the rules.
     """
-    if b"\r" in block:
-        block = block.replace(b"\r\n", b"\n")
-    if _VALID_BLOCK.fullmatch(block) is not None:
-        # The common case: no continuation lines, nothing malformed.
-        pairs = _HEADER_LINE.findall(block)
-        if b" \n" in block or b"\t\n" in block:
+    pairs = _HEADER_LINE.findall(block)
+    if len(pairs) == block.count(b"\n"):
+        # The common case: every line is a valid header line (no
+        # continuation lines, nothing malformed).
+        if b" \n" in block or b"\t\n" in block or b" \r" in block or b"\t\r" in block:
             pairs = [(name, value.rstrip(b" \t")) for name, value in pairs]
     else:
-        pairs = _splitSlowly(block)
+        pairs = _splitSlowly(block.replace(b"\r\n", b"\n"))
 
     status: int | None = None
     reason = b""

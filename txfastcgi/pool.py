@@ -494,11 +494,13 @@ class ConnectionPool:
         self._dispatch()
         # After the request's own connect, so a single-threaded app accepts
         # the request's connection first.
-        self._maybeProbe()
-        perConnection = self.maxRequestsPerConnection if self.multiplexing else 1
-        if (
-            request._unqueueHook is not None
-            and len(self._waiting) - self._connecting * perConnection > self.maxQueued
+        if self._probeState == "none":
+            self._maybeProbe()
+        if request._unqueueHook is not None and (
+            len(self._waiting)
+            - self._connecting
+            * (self.maxRequestsPerConnection if self.multiplexing else 1)
+            > self.maxQueued
         ):
             self._unqueue(request)
             self.rejected += 1
