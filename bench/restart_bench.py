@@ -51,7 +51,10 @@ Per kill:
   - C{retry}: requests the pool retried on a fresh connection in that
     period (its stale-connection rule);
   - C{http@k}: HTTP requests outstanding at the kill (sent, not answered);
-  - C{maxlat}: the longest latency among requests outstanding at the kill.
+  - C{maxlat}: the longest latency among requests outstanding at the kill
+    (kill 2 follows kill 1 by a few tens of ms, so requests outstanding at
+    kill 1 are mostly outstanding at kill 2 too: read this on kill 2's row);
+  - C{base}: the median latency in the second before kill 1, for scale.
 
 Figures are medians over C{--runs}; failure kinds are summed over runs.
 
@@ -444,6 +447,7 @@ class Bench:
                     text = formatEvent(event)
                     for pid in (kill["victim"], kill["newPid"]):
                         text = text.replace(str(pid), "<pid>")
+                    text = text.replace(tmp, "<tmp>").replace(f".{os.getpid()}", ".<pid>")
                     messages[text[:160]] += 1
             kill["messages"] = messages
             del kill["eventRange"]
@@ -572,7 +576,7 @@ def main(argv: list[str]) -> int:
         "spawn/first: ms from SIGKILL to the supervisor's restart / to the first HTTP response "
         "from the new pid; fail: failed HTTP requests; inflt: FastCGI requests in flight on the "
         "killed process; retry: pool retries; http@k: HTTP requests outstanding at the kill; "
-        "maxlat: their longest latency (ms); base: median latency in the second before kill 1 (ms).  Medians."
+        "maxlat: their longest latency (ms; for kill 1 it includes the wait through kill 2, which follows within ms); base: median latency in the second before kill 1 (ms).  Medians."
     )
     print()
     printTable(results, args)
