@@ -149,6 +149,12 @@ class RequestResult(NamedTuple):
     protocolStatus: int
 
 
+_REQUEST_COMPLETE = int(ProtocolStatus.REQUEST_COMPLETE)
+
+_SUCCESS = RequestResult(0, _REQUEST_COMPLETE)
+"""The usual result (an immutable value, made once)."""
+
+
 # --- errors ---------------------------------------------------------------------
 
 
@@ -1102,8 +1108,12 @@ class FastCGIClientProtocol(Protocol):
         elif self.onRequestEnded is not None:
             self.onRequestEnded(self)
         if request is not None:
-            if event.protocolStatus == ProtocolStatus.REQUEST_COMPLETE:
-                request._complete(RequestResult(event.appStatus, event.protocolStatus))
+            if event.protocolStatus == _REQUEST_COMPLETE:
+                request._complete(
+                    _SUCCESS
+                    if event.appStatus == 0
+                    else RequestResult(event.appStatus, event.protocolStatus)
+                )
             else:
                 refusal = _REFUSALS.get(event.protocolStatus, RequestRefused)
                 request._fail(refusal(event.appStatus, event.protocolStatus))

@@ -193,21 +193,23 @@ def gatewayRequestFor(
         pathTranslated = documentRoot.rstrip(b"/") + pathInfo
     serverAddress, serverPort = _addressParts(r.getHost())
     remoteAddress, remotePort = _addressParts(r.getClientAddress())
+    headerList: list[tuple[bytes, bytes]] = []
+    hosts: Sequence[bytes] | None = None
+    for name, values in r.requestHeaders.getAllRawHeaders():
+        # Twisted keeps names in canonical capitalisation.
+        if name == b"Host":
+            hosts = values
+        elif name == b"Transfer-Encoding":
+            continue
+        for value in values:
+            headerList.append((name, value))
+    headers = tuple(headerList)
     if serverName is None:
-        hosts = r.requestHeaders.getRawHeaders(b"host")
         if hosts and hosts[0][:1] != b"[":
             # The common case, without Twisted's regular expression.
             serverName = hosts[0].partition(b":")[0]
         else:
             serverName = r.getRequestHostname()
-    headers = tuple(
-        [
-            (name, value)
-            for name, values in r.requestHeaders.getAllRawHeaders()
-            if name != b"Transfer-Encoding"
-            for value in values
-        ]
-    )
     redirect: RedirectState | None = getattr(request, _REDIRECT_ATTRIBUTE, None)
     if redirect is not None:
         extraVariables = extraVariables + redirect.variables
