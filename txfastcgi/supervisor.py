@@ -170,6 +170,7 @@ __all__ = [
     "ApplicationSupervisor",
     "ClassConfig",
     "ClassStatus",
+    "ProcessOwner",
     "ProcessReactor",
     "ProcessStatus",
     "ProcessTransport",
@@ -424,9 +425,37 @@ class _LineSplitter:
             self._line(raw)
 
 
+class ProcessOwner(Protocol):
+    """
+    Who an L{_AppProcess} reports to: the L{ApplicationSupervisor}, or the
+    dynamic application manager (L{txfastcgi.dynamic}), which reuses the
+    same process protocol.
+    """
+
+    _clock: TimeSource
+
+    def _logOutput(self, process: _AppProcess, stream: str, line: str) -> None:
+        """
+        Log one line of the process's output.
+        """
+
+    def _processEnded(
+        self, process: _AppProcess, exitCode: int | None, signal: int | None
+    ) -> None:
+        """
+        The process exited and its pipes are closed.
+        """
+
+    def _logKill(self, process: _AppProcess) -> None:
+        """
+        The process got SIGKILL after its grace.
+        """
+
+
 class _AppProcess(ProcessProtocol):
     """
-    One process of a managed class.
+    One process of a managed class (or of a dynamic application: the owner
+    and the C{managed} value are then the dynamic manager's).
 
     States: running (after C{connectionMade}), exited (C{processExited}: the
     process is gone, its pipes may still be open), ended (C{processEnded}:
@@ -443,12 +472,11 @@ class _AppProcess(ProcessProtocol):
 
     transport: ProcessTransport | None  # type: ignore[assignment]
 
-    def __init__(
-        self, supervisor: ApplicationSupervisor, managed: _ManagedClass, startedAt: float
-    ) -> None:
+    def __init__(self, supervisor: ProcessOwner, managed: Any, startedAt: float) -> None:
         """
         @param supervisor: who to tell about output and the end.
-        @param managed: the class it belongs to.
+        @param managed: the class it belongs to (the owner's value: a
+            C{_ManagedClass} for the supervisor).
         @param startedAt: when it is spawned.
         """
         self.supervisor = supervisor

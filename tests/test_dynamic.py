@@ -1,0 +1,429 @@
+"""
+Tests for L{txfastcgi.dynamic}: the dynamic application manager, with a
+fake process reactor, a fake connector and a L{Clock}.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from typing import Any
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.testing import EventLoggingObserver
+from twisted.logger import LogEvent, globalLogPublisher
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.test_supervisor import FakeProcess, FakeProcessReactor
+from txfastcgi.appclass import IpcDirConfig
+from txfastcgi.config.model import DynamicConfig
+from txfastcgi.dynamic import (
+    DynamicApplicationManager,
+    DynamicEndpoint,
+    DynamicStartTimeout,
+    DynamicUnavailable,
+    socketKey,
+)
+
+APP = "/srv/htdocs/app.fcgi"
+OTHER = "/srv/htdocs/other.fcgi"
+
+
+class FakeConnection:
+    """
+    What the fake connector "connects": records C{connectionLost}.
+
+    @ivar path: the socket it was connected to.
+    @ivar lost: whether C{connectionLost} was called.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.lost = False
+
+    def connectionLost(self, reason: object = None) -> None:
+        """
+        The connection closed.
+        """
+        self.lost = True
+
+
+class FakeConnector:
+    """
+    Connects at once to any path, recording the connections.
+
+    @ivar connections: every connection made, in order.
+    """
+
+    def __init__(self) -> None:
+        self.connections: list[FakeConnection] = []
+
+    def __call__(self, path: str, factory: Any) -> Deferred[Any]:
+        connection = FakeConnection(path)
+        self.connections.append(connection)
+        return succeed(connection)
+
+
+class ManagerTestCase(SynchronousTestCase):
+    """
+    Set-up: fake reactor, temporary IPC directory, captured log events.
+    """
+
+    def setUp(self) -> None:
+        self.reactor = FakeProcessReactor()
+        self.ipcDir = tempfile.mkdtemp(prefix="txdyn-", dir="/tmp")
+        self.addCleanup(shutil.rmtree, self.ipcDir, True)
+        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.connector = FakeConnector()
+
+    def manager(self, **options: Any) -> DynamicApplicationManager:
+        """
+        A started manager with the given C{FCGIConfig} options, stopped at
+        cleanup.
+        """
+        options.setdefault("minProcesses", 0)
+        manager = DynamicApplicationManager(
+            self.reactor,
+            DynamicConfig(**options),
+            ipcDir=IpcDirConfig(self.ipcDir),
+            connector=self.connector,
+            environ={"PATH": "/usr/bin", "SECRET": "x"},
+        )
+
+        def cleanup() -> None:
+            d = manager.stopService()
+            self.reactor.advance(manager.stopGrace + 1)
+            self.successResultOf(d)
+
+        self.addCleanup(cleanup)
+        manager.startService()
+        return manager
+
+    def logged(self, **fields: object) -> list[LogEvent]:
+        """
+        The captured events having all the given field values.
+        """
+        return [
+            e for e in self.events if all(k in e and e[k] == v for k, v in fields.items())
+        ]
+
+    def request(self, manager: DynamicApplicationManager, path: str = APP) -> Deferred[Any]:
+        """
+        Ask for a connection as a pool would.
+        """
+        return DynamicEndpoint(manager, path).connect(object())
+
+    def finish(self, connection: FakeConnection) -> None:
+        """
+        Close a connection the manager handed out (its request ended).
+        """
+        connection.connectionLost(None)  # the manager's wrapper
+
+    def live(self) -> list[FakeProcess]:
+        """
+        The fake processes that have not exited.
+        """
+        return self.reactor.running()
+
+
+class OnDemandTests(ManagerTestCase):
+    """
+    The first request starts the class's first process.
+    """
+
+    def test_firstRequestStartsOneProcess(self) -> None:
+        """
+        The first request creates the class and spawns one process with
+        argv C{[path]}, its directory as working directory, its own socket
+        under C{dynamic/} as fd 0, and exactly the C{-initial-env} pairs;
+        the request gets a connection to that socket.
+        """
+        manager = self.manager(initialEnv=("A=1", "PATH"))
+        d = self.request(manager)
+        connection = self.successResultOf(d)
+        [process] = self.reactor.spawned
+        self.assertEqual(process.executable, APP)
+        self.assertEqual(process.args, [APP])
+        self.assertEqual(process.path, "/srv/htdocs")
+        self.assertEqual(process.env, {"A": "1", "PATH": "/usr/bin"})
+        assert process.childFDs is not None
+        self.assertIsInstance(process.childFDs[0], int)
+        expected = os.path.join(self.ipcDir, "dynamic", socketKey(APP) + ".0")
+        self.assertEqual(connection.path, expected)
+        self.assertEqual(manager.processCount(APP), 1)
+        [start] = self.logged(decision="start")
+        self.assertIn("on demand", start["reason"])
+        self.assertEqual(start["appClass"], APP)
+        self.assertIn("load", start)
+
+    def test_secondRequestReusesIdleProcess(self) -> None:
+        """
+        A request arriving when the process is idle again starts nothing.
+        """
+        manager = self.manager()
+        first = self.successResultOf(self.request(manager))
+        self.finish(first)
+        second = self.successResultOf(self.request(manager))
+        self.assertEqual(len(self.reactor.spawned), 1)
+        self.assertEqual(first.path, second.path)
+
+    def test_waiterServedWhenProcessFrees(self) -> None:
+        """
+        A request waiting for the only process gets it when the request
+        before it ends, before C{startDelay}.
+        """
+        manager = self.manager(startDelay=3)
+        first = self.successResultOf(self.request(manager))
+        d = self.request(manager)
+        self.assertNoResult(d)
+        self.reactor.advance(1)
+        self.finish(first)
+        self.successResultOf(d)
+        self.reactor.advance(10)
+        self.assertEqual(len(self.reactor.spawned), 1)
+
+
+class GrowthTests(ManagerTestCase):
+    """
+    Requests that wait C{startDelay} ask for more processes, within limits.
+    """
+
+    def test_growsToMaxClassProcesses(self) -> None:
+        """
+        Eight concurrent requests grow a class to exactly
+        C{maxClassProcesses}, one start per request that waited; the limit
+        is logged once.
+        """
+        manager = self.manager(maxClassProcesses=4, startDelay=1, appConnTimeout=0)
+        ds = [self.request(manager) for _ in range(8)]
+        self.assertEqual(len(self.reactor.spawned), 1)
+        self.reactor.advance(0.999)
+        self.assertEqual(len(self.reactor.spawned), 1)
+        self.reactor.advance(0.001)
+        self.assertEqual(len(self.reactor.spawned), 4)
+        self.reactor.advance(10)
+        self.assertEqual(len(self.reactor.spawned), 4)
+        self.assertEqual(manager.processCount(APP), 4)
+        self.assertEqual(len([d for d in ds if d.called]), 4)
+        for d in ds[4:]:
+            d.cancel()
+            self.failureResultOf(d)
+        limits = self.logged(limit="maxClassProcesses")
+        self.assertEqual(len(limits), 1)
+        reasons = [e["reason"] for e in self.logged(decision="start")]
+        self.assertIn("startDelay", reasons[1])
+
+    def test_totalLimit(self) -> None:
+        """
+        C{maxProcesses} caps the processes of all classes together, logged.
+        """
+        manager = self.manager(
+            maxProcesses=2, startDelay=1, processSlack=1, minProcesses=2
+        )
+        self.successResultOf(self.request(manager, APP))
+        self.successResultOf(self.request(manager, OTHER))
+        d = self.request(manager, OTHER)
+        self.reactor.advance(1)
+        self.assertNoResult(d)
+        d.cancel()
+        self.failureResultOf(d)
+        self.assertEqual(manager.processCount(), 2)
+        self.assertEqual(len(self.logged(limit="maxProcesses")), 1)
+
+    def test_appConnTimeout(self) -> None:
+        """
+        A request that gets no process within C{appConnTimeout} fails with
+        L{DynamicStartTimeout}, logged.
+        """
+        manager = self.manager(maxClassProcesses=1, startDelay=1, appConnTimeout=5)
+        self.successResultOf(self.request(manager))
+        d = self.request(manager)
+        self.reactor.advance(4.9)
+        self.assertNoResult(d)
+        self.reactor.advance(0.1)
+        self.failureResultOf(d, DynamicStartTimeout)
+        self.assertEqual(len(self.logged(appConnTimeout=5)), 1)
+
+    def test_cancelledWaiterForgotten(self) -> None:
+        """
+        A connect the pool cancels leaves the queue and asks for nothing
+        more.
+        """
+        manager = self.manager(startDelay=1)
+        self.successResultOf(self.request(manager))
+        d = self.request(manager)
+        d.cancel()
+        self.failureResultOf(d)
+        self.reactor.advance(5)
+        self.assertEqual(len(self.reactor.spawned), 1)
+
+
+class KillPolicyTests(ManagerTestCase):
+    """
+    The kill policy stops idle processes, drains busy victims first, and
+    respects the floor.
+    """
+
+    def test_idleProcessKilledAtKillInterval(self) -> None:
+        """
+        An idle single process is stopped at C{killInterval} (load 0 <
+        C{singleThreshold}), logged with its reason and load; the class is
+        then forgotten.
+        """
+        manager = self.manager(killInterval=10, updateInterval=10)
+        self.finish(self.successResultOf(self.request(manager)))
+        [process] = self.reactor.spawned
+        self.reactor.advance(9.9)
+        self.assertEqual(process.signals, [])
+        self.reactor.advance(0.1)
+        self.assertEqual(process.signals, ["TERM"])
+        [kill] = self.logged(decision="kill")
+        self.assertEqual(kill["load"], 0.0)
+        self.assertIn("singleThreshold", kill["reason"])
+        self.reactor.advance(1)
+        self.assertEqual(manager.processCount(), 0)
+
+    def test_minProcessesFloor(self) -> None:
+        """
+        Nothing is stopped when the total is at C{minProcesses}.
+        """
+        manager = self.manager(killInterval=10, minProcesses=1)
+        self.finish(self.successResultOf(self.request(manager)))
+        self.reactor.advance(100)
+        self.assertEqual(self.reactor.spawned[0].signals, [])
+        self.assertEqual(manager.processCount(), 1)
+
+    def test_singleThresholdZeroKeepsLastProcess(self) -> None:
+        """
+        C{singleThreshold 0} never stops the last process.
+        """
+        manager = self.manager(killInterval=10, singleThreshold=0)
+        self.finish(self.successResultOf(self.request(manager)))
+        self.reactor.advance(100)
+        self.assertEqual(manager.processCount(), 1)
+
+    def test_busyVictimDrainedFirst(self) -> None:
+        """
+        A victim serving a request takes no new one and gets SIGTERM only
+        when its request's connection closes: no request fails.
+        """
+        manager = self.manager(killInterval=10, startDelay=100)
+        connection = self.successResultOf(self.request(manager))
+        [process] = self.reactor.spawned
+        self.reactor.advance(10)
+        [kill] = self.logged(decision="kill")
+        self.assertEqual(process.signals, [])
+        # A new request does not go to the draining victim: a new process.
+        d = self.request(manager)
+        self.assertEqual(len(self.reactor.spawned), 2)
+        other = self.successResultOf(d)
+        self.assertNotEqual(other.path, connection.path)
+        self.finish(connection)
+        self.assertEqual(process.signals, ["TERM"])
+
+    def test_busyClassSpared(self) -> None:
+        """
+        A class whose process was busy most of the period is spared.
+        """
+        manager = self.manager(killInterval=10, updateInterval=10)
+        connection = self.successResultOf(self.request(manager))
+        self.reactor.advance(9)
+        self.finish(connection)
+        self.reactor.advance(1)
+        self.assertEqual(self.logged(decision="kill"), [])
+        self.assertEqual(manager.processCount(), 1)
+
+    def test_shrinksOneProcessPerInterval(self) -> None:
+        """
+        After the load stops, the class shrinks by one process per
+        C{killInterval} down to the floor.
+        """
+        manager = self.manager(
+            killInterval=10, updateInterval=10, startDelay=1, minProcesses=1
+        )
+        connections = [self.request(manager) for _ in range(3)]
+        self.reactor.advance(1)
+        self.assertEqual(manager.processCount(APP), 3)
+        for d in connections:
+            self.finish(self.successResultOf(d))
+        counts = []
+        for _ in range(4):
+            self.reactor.advance(10)
+            self.reactor.advance(1)  # SIGTERM takes 0.5 s in the fake
+            counts.append(manager.processCount(APP))
+        self.assertEqual(counts, [2, 1, 1, 1])
+
+    def test_processSlackTriggersAtOnce(self) -> None:
+        """
+        A start that brings running + C{processSlack} to C{maxProcesses}
+        runs the kill policy at once: the idle class loses its process,
+        the busy one is spared, and the floor (C{minProcesses 2}) stops the
+        pass before the new class.
+        """
+        manager = self.manager(
+            maxProcesses=4,
+            processSlack=1,
+            minProcesses=2,
+            killInterval=1000,
+            updateInterval=1000,
+        )
+        self.finish(self.successResultOf(self.request(manager, APP)))
+        other = self.successResultOf(self.request(manager, OTHER))
+        self.reactor.advance(5)
+        self.finish(other)  # OTHER served for 5 s: load 50
+        self.reactor.advance(5)
+        self.assertEqual(self.logged(decision="kill"), [])
+        self.successResultOf(self.request(manager, "/srv/htdocs/third.fcgi"))
+        kills = self.logged(decision="kill")
+        self.assertEqual([k["appClass"] for k in kills], [APP])
+        self.assertEqual(kills[0]["trigger"], "processSlack")
+
+
+class SupervisionTests(ManagerTestCase):
+    """
+    Deaths are logged; replacements only when requests need them; stop.
+    """
+
+    def test_deathLoggedNotReplaced(self) -> None:
+        """
+        A process that crashes is logged as an error and not replaced while
+        no request needs one; the next request starts a new one.
+        """
+        manager = self.manager()
+        self.finish(self.successResultOf(self.request(manager)))
+        self.reactor.spawned[0].exit(signal=11)
+        [death] = self.logged(signal=11, appClass=APP)
+        self.assertEqual(death["log_level"].name, "error")
+        self.assertEqual(len(self.reactor.spawned), 1)
+        self.successResultOf(self.request(manager))
+        self.assertEqual(len(self.reactor.spawned), 2)
+
+    def test_deathWithWaiterReplaced(self) -> None:
+        """
+        When the only process dies while requests wait, one is started.
+        """
+        manager = self.manager(startDelay=100)
+        self.successResultOf(self.request(manager))
+        d = self.request(manager)
+        self.reactor.spawned[0].exit(exitCode=1)
+        self.successResultOf(d)
+        self.assertEqual(len(self.reactor.spawned), 2)
+
+    def test_stopFailsWaitersAndStopsProcesses(self) -> None:
+        """
+        Stopping fails waiting requests with L{DynamicUnavailable}, sends
+        SIGTERM to every process and fires once all have ended; new
+        requests are refused.
+        """
+        manager = self.manager(maxClassProcesses=1)
+        self.successResultOf(self.request(manager))
+        d = self.request(manager)
+        stopped = manager.stopService()
+        self.failureResultOf(d, DynamicUnavailable)
+        self.assertEqual(self.reactor.spawned[0].signals, ["TERM"])
+        self.assertNoResult(stopped)
+        self.reactor.advance(1)
+        self.successResultOf(stopped)
+        self.failureResultOf(self.request(manager), DynamicUnavailable)
+        self.assertEqual(os.listdir(os.path.join(self.ipcDir, "dynamic")), [])

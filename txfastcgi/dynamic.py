@@ -1,0 +1,1021 @@
+# -*- test-case-name: tests.test_dynamic -*-
+"""
+Dynamic FastCGI applications (SPEC.md section 4, Decision 5): executables
+no C{AppClass}/C{ExternalAppClass} declares, started on the first request
+for them and grown and shrunk with the load, within the limits of
+C{FCGIConfig}.  The decisions are L{txfastcgi.loadpolicy}'s; this module
+owns the processes, sockets and timers.
+
+How a request reaches a dynamic application
+===========================================
+
+The gateway gives each dynamic application a
+L{txfastcgi.pool.ConnectionPool} whose endpoint is a L{DynamicEndpoint}
+(L{DynamicApplicationManager.poolFor}): a connect asks the manager for a
+process instead of connecting to a fixed address, and waits for one.
+
+  1. B{On demand.}  The first request for an application creates its class
+     and starts one process.  A request that finds no process of the class
+     that can take it (all are serving, or being drained) waits in the
+     class's queue, first come first served.
+  2. B{Growth.}  Each C{startDelay} seconds a request keeps waiting, it asks
+     for one more process; the start happens unless the class has
+     C{maxClassProcesses} processes or all dynamic classes together have
+     C{maxProcesses} (refusals are logged, once until the class is below the
+     limit again).  So a class never has more processes than requests that
+     waited for one.
+  3. B{Give up.}  A request still waiting C{appConnTimeout} seconds after it
+     asked (0: no limit) fails with L{DynamicStartTimeout}, logged; the pool
+     turns it into a L{txfastcgi.pool.ConnectError} and the gateway answers
+     503.
+
+B{One socket per process.}  2.0 shared one listening socket between the
+processes of a class (C{dynamic/<md5>}), so the gateway could not know which
+process would accept a connection: killing a process could catch it
+between its C{accept()} and the request, the race behind 2.0's "one in
+twenty" errors (SPEC.md sections 4.6 and 9.12).  Here every process has its
+own listening socket, C{<FastCgiIpcDir>/dynamic/<md5 of the path>.<slot>},
+created just before the spawn (mode 0600, owned by the run-as user) and
+handed over as fd 0; the manager's copy of the descriptor is closed at
+once, so connections queued to a process that dies are refused rather than
+left hanging.  The manager connects each request to a process of its choice
+and knows which processes are serving.
+
+B{Connections.}  The pool of a dynamic application does not keep
+connections (no C{FCGI_KEEP_CONN}) and sends no C{FCGI_GET_VALUES} probe:
+one connection is one request, as in mod_fastcgi, so a process is busy
+exactly while a connection to it is open, and the connection's lifetime is
+the request's service time fed to the load statistics (2.0's
+C{REQ_COMPLETE}).
+
+Kill policy and draining
+========================
+
+The statistics are smoothed every C{updateInterval} and the kill policy runs
+every C{killInterval}, or at once after a start that brings the running
+processes plus C{processSlack} to C{maxProcesses} (L{txfastcgi.loadpolicy}).
+For each class the policy picks, the victim is the youngest process that is
+not serving, else the youngest one.  The victim takes no new request from
+that moment; if it is serving, it gets C{SIGTERM} when that request's
+connection closes, otherwise at once (C{SIGKILL} after C{stopGrace} if it
+does not exit).  So the kill policy never fails a request.
+
+Supervision
+===========
+
+Processes are spawned as the supervisor spawns AppClass processes (the same
+process protocol, L{txfastcgi.supervisor._AppProcess}): argv C{[path]}, the
+executable's directory as working directory, the listening socket as fd 0,
+stdout and stderr logged line by line, the environment exactly the
+C{FCGIConfig -initial-env} pairs (never the server's environment).  A
+process that dies on its own is logged (error for a crash or a non-zero
+exit) and not replaced until a request needs it; a class whose processes
+keep dying within C{-min-server-life} seconds of their start backs off
+(L{txfastcgi.policy}, with no restart delay otherwise).  A class with no
+process and no waiting request is forgotten.  L{stopService} fails the
+waiting requests, stops every process (C{SIGTERM}, then C{SIGKILL}) and
+removes the sockets.
+
+Every start and stop decision is logged at info level with its reason and
+the class's load figure (fields C{appClass}, C{pid}, C{reason}, C{load},
+C{processes}, C{total}).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, succeed
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from txfastcgi._time import DelayedCall, TimeSource
+from txfastcgi.appclass import IpcDirConfig, resolveInitialEnv
+from txfastcgi.config.model import DynamicConfig
+from txfastcgi.ipc import (
+    IPCError,
+    ListeningSocket,
+    createUnixListeningSocket,
+    prepareDynamicDirectory,
+    prepareIpcDirectory,
+)
+from txfastcgi.loadpolicy import (
+    ClassLoad,
+    LoadParameters,
+    StartRefusal,
+    Victim,
+    analysisDue,
+    chooseVictims,
+    killTrigger,
+    loadFactor,
+    mayStart,
+    smoothLoad,
+)
+from txfastcgi.policy import ClassHistory, RestartPolicy, nextStartTime, recordDeath, recordStart
+from txfastcgi.supervisor import DEFAULT_STOP_GRACE, ProcessReactor, _AppProcess
+
+__all__ = [
+    "DynamicApplicationError",
+    "DynamicApplicationManager",
+    "DynamicEndpoint",
+    "DynamicStartTimeout",
+    "DynamicUnavailable",
+    "socketKey",
+]
+
+Connector = Callable[[str, Any], "Deferred[Any]"]
+"""Connects a protocol factory to a Unix socket path: C{(path, factory)}."""
+
+
+class DynamicApplicationError(Exception):
+    """
+    A request could not be given a process of a dynamic application.
+    """
+
+
+class DynamicStartTimeout(DynamicApplicationError):
+    """
+    No process could take the request within C{appConnTimeout} seconds
+    (503).
+    """
+
+
+class DynamicUnavailable(DynamicApplicationError):
+    """
+    The manager is not running (shutdown), or the process chosen could not
+    be reached (503).
+    """
+
+
+def socketKey(path: str) -> str:
+    """
+    The name of an application's sockets in C{dynamic/}: the MD5 of its
+    path, as mod_fastcgi 2.0.
+
+    @param path: the application's file name.
+    @return: 32 hexadecimal digits.
+    """
+    return hashlib.md5(os.fsencode(path)).hexdigest()
+
+
+class _Process:
+    """
+    One process of a dynamic class.
+
+    States: serving (a connection is assigned: C{busy}), idle, draining (a
+    victim: takes no new request; C{SIGTERM} once idle), ended (removed from
+    its class).
+
+    @ivar dynamicClass: its class.
+    @ivar slot: its slot number (in its socket name).
+    @ivar socketPath: its listening socket's path.
+    @ivar listening: the socket (the manager's descriptor is closed after the
+        spawn; the file is removed when the process ends).
+    @ivar protocol: its process protocol.
+    @ivar startedAt: when it was spawned.
+    @ivar busy: whether a request's connection is assigned to it.
+    @ivar busySince: when that connection was assigned.
+    @ivar draining: whether it was chosen as a victim.
+    @ivar served: connections it was given.
+    """
+
+    def __init__(
+        self,
+        dynamicClass: _DynamicClass,
+        slot: int,
+        socketPath: str,
+        listening: ListeningSocket,
+        startedAt: float,
+    ) -> None:
+        self.dynamicClass = dynamicClass
+        self.slot = slot
+        self.socketPath = socketPath
+        self.listening = listening
+        self.protocol: _AppProcess | None = None
+        self.startedAt = startedAt
+        self.busy = False
+        self.busySince = 0.0
+        self.draining = False
+        self.served = 0
+
+    @property
+    def pid(self) -> int:
+        """
+        Its process id (0 before the spawn).
+        """
+        return self.protocol.pid if self.protocol is not None else 0
+
+
+class _Waiter:
+    """
+    A request waiting for a process.
+
+    @ivar factory: the pool's protocol factory.
+    @ivar deferred: fires with the connected protocol.
+    @ivar arrivedAt: when it asked.
+    @ivar startDelayCall: its next C{startDelay} timer.
+    @ivar timeoutCall: its C{appConnTimeout} timer.
+    @ivar connecting: the connect in progress once a process was chosen.
+    """
+
+    def __init__(self, factory: Any, arrivedAt: float) -> None:
+        self.factory = factory
+        self.arrivedAt = arrivedAt
+        self.deferred: Deferred[Any] = Deferred(self._cancel)
+        self.startDelayCall: DelayedCall | None = None
+        self.timeoutCall: DelayedCall | None = None
+        self.connecting: Deferred[Any] | None = None
+        self.dynamicClass: _DynamicClass | None = None
+
+    def cancelTimers(self) -> None:
+        """
+        Cancel both timers.
+        """
+        for call in (self.startDelayCall, self.timeoutCall):
+            if call is not None and call.active():
+                call.cancel()
+        self.startDelayCall = self.timeoutCall = None
+
+    def _cancel(self, deferred: Deferred[Any]) -> None:
+        """
+        The pool gave up on the connect (its own timeout, or shutdown).
+        """
+        self.cancelTimers()
+        if self.connecting is not None:
+            self.connecting.cancel()
+        elif self.dynamicClass is not None:
+            try:
+                self.dynamicClass.waiters.remove(self)
+            except ValueError:
+                pass
+
+
+class _DynamicClass:
+    """
+    A dynamic application and its processes.
+
+    @ivar path: the executable's file name (the class's key).
+    @ivar key: L{socketKey} of it.
+    @ivar processes: its live processes, oldest first.
+    @ivar waiters: requests waiting for a process, oldest first.
+    @ivar connTime: service seconds of requests finished this period.
+    @ivar smooth: the smoothed service seconds per period.
+    @ivar history: restart history, for the back-off of a crashing binary.
+    @ivar startCall: a start postponed by the back-off.
+    @ivar limitLogged: the limit whose refusal was logged (not again until
+        a start succeeds).
+    @ivar starts: processes started.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.key = socketKey(path)
+        self.processes: list[_Process] = []
+        self.waiters: deque[_Waiter] = deque()
+        self.connTime = 0.0
+        self.smooth = 0.0
+        self.history = ClassHistory()
+        self.startCall: DelayedCall | None = None
+        self.limitLogged: StartRefusal | None = None
+        self.starts = 0
+
+    @property
+    def running(self) -> list[_Process]:
+        """
+        The processes that take requests (not draining).
+        """
+        return [p for p in self.processes if not p.draining]
+
+    def load(self) -> ClassLoad:
+        """
+        @return: its statistics for L{txfastcgi.loadpolicy}.
+        """
+        return ClassLoad(self.path, len(self.running), self.connTime, self.smooth)
+
+
+class DynamicEndpoint:
+    """
+    The client endpoint of a dynamic application's pool: C{connect} asks
+    the manager for a process (see the module docstring).
+    """
+
+    def __init__(self, manager: DynamicApplicationManager, path: str) -> None:
+        """
+        @param manager: the manager.
+        @param path: the application's file name.
+        """
+        self.manager = manager
+        self.path = path
+
+    def connect(self, protocolFactory: Any) -> Deferred[Any]:
+        """
+        @param protocolFactory: the pool's factory.
+        @return: a Deferred firing with the connected protocol, or failing
+            with L{DynamicApplicationError}.
+        """
+        return self.manager.connect(self.path, protocolFactory)
+
+    def __repr__(self) -> str:
+        return f"<dynamic {self.path}>"
+
+
+class DynamicApplicationManager(Service):
+    """
+    Starts, grows, shrinks and stops the processes of dynamic applications
+    (see the module docstring).
+
+    States: C{"new"}, C{"prepared"} (the C{dynamic/} directory is ready),
+    C{"running"}, C{"stopping"}, C{"stopped"}.
+
+    @ivar config: the C{FCGIConfig} values.
+    @ivar params: the decision parameters.
+    @ivar state: the current state.
+    @ivar stopGrace: seconds between SIGTERM and SIGKILL.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        reactor: ProcessReactor,
+        config: DynamicConfig,
+        *,
+        ipcDir: IpcDirConfig | None = None,
+        uid: int | None = None,
+        gid: int | None = None,
+        environ: Mapping[str, str] | None = None,
+        connector: Connector | None = None,
+        stopGrace: float = DEFAULT_STOP_GRACE,
+    ) -> None:
+        """
+        @param reactor: spawns processes, keeps time, and (with the default
+            C{connector}) connects to Unix sockets.
+        @param config: C{FCGIConfig}.
+        @param ipcDir: the FastCgiIpcDir (C{/tmp} by default).
+        @param uid: the run-as user: owner of the sockets, and of the
+            processes when the server is still root.
+        @param gid: the run-as group, likewise.
+        @param environ: the server's environment, for C{-initial-env NAME}.
+        @param connector: connects to a process's socket; a
+            C{UNIXClientEndpoint} of C{reactor} by default.
+        @param stopGrace: seconds between SIGTERM and SIGKILL.
+        """
+        self._reactor = reactor
+        self._clock: TimeSource = reactor
+        self.config = config
+        self.params = LoadParameters.fromConfig(config)
+        self._ipcDir = ipcDir if ipcDir is not None else IpcDirConfig()
+        self._uid = uid
+        self._gid = gid
+        self._environ = environ
+        self._connector = connector if connector is not None else self._connectUnix
+        self.stopGrace = stopGrace
+        self._restartPolicy = RestartPolicy(
+            restartDelay=0.0, minServerLife=float(config.minServerLife)
+        )
+        self._classes: dict[str, _DynamicClass] = {}
+        self._dynamicDir: str | None = None
+        self._env: dict[str, str] = {}
+        self._epoch: float | None = None
+        self._lastAnalysis = 0.0
+        self._tickCall: DelayedCall | None = None
+        self._stopWaiters: list[Deferred[None]] = []
+        self.state = "new"
+
+    # --- public ---------------------------------------------------------------
+
+    def endpointFor(self, path: str) -> DynamicEndpoint:
+        """
+        @param path: an application's file name (normalised).
+        @return: the endpoint for its pool.
+        """
+        return DynamicEndpoint(self, path)
+
+    def poolFor(self, path: str, poolFactory: Callable[..., Any] | None = None) -> Any:
+        """
+        A connection pool for a dynamic application, set up as the module
+        docstring says (no kept connections, no probe; the connect timeout
+        beyond C{appConnTimeout}, so the manager's own limit decides).
+
+        @param path: the application's file name.
+        @param poolFactory: builds the pool (L{txfastcgi.pool.ConnectionPool}
+            by default).
+        @return: the pool.
+        """
+        if poolFactory is None:
+            from txfastcgi.pool import ConnectionPool
+
+            poolFactory = ConnectionPool
+        timeout = self.config.appConnTimeout
+        return poolFactory(
+            self._reactor,
+            self.endpointFor(path),
+            maxConnections=self.params.maxClassProcesses + 256,
+            keepAlive=False,
+            multiplex=False,
+            probeValues=False,
+            stallGrace=None,
+            connectTimeout=float(timeout + 60 if timeout else 24 * 3600),
+            responseTimeout=float(self.config.idleTimeout) or None,
+        )
+
+    def processCount(self, path: str | None = None) -> int:
+        """
+        @param path: an application, or C{None} for all.
+        @return: its live processes (draining included), or all of them.
+        """
+        if path is None:
+            return sum(len(c.processes) for c in self._classes.values())
+        dynamicClass = self._classes.get(path)
+        return len(dynamicClass.processes) if dynamicClass is not None else 0
+
+    def pids(self, path: str) -> list[int]:
+        """
+        @param path: an application.
+        @return: the pids of its live processes, oldest first.
+        """
+        dynamicClass = self._classes.get(path)
+        if dynamicClass is None:
+            return []
+        return [p.pid for p in dynamicClass.processes]
+
+    # --- service ----------------------------------------------------------------
+
+    def privilegedStartService(self) -> None:
+        """
+        Prepare C{<FastCgiIpcDir>/dynamic} (created if missing, emptied of
+        an earlier run's leftovers), owned by the run-as user.
+
+        @raise IPCError: if it cannot be set up.
+        """
+        Service.privilegedStartService(self)  # type: ignore[no-untyped-call]
+        if self.state not in ("new", "stopped"):
+            return
+        prepareIpcDirectory(self._ipcDir.path, uid=self._uid, gid=self._gid)
+        self._dynamicDir = prepareDynamicDirectory(
+            self._ipcDir.path, uid=self._uid, gid=self._gid
+        )
+        self.state = "prepared"
+
+    def startService(self) -> None:
+        """
+        Start taking requests (prepares first if needed).
+        """
+        if self.state in ("new", "stopped"):
+            self.privilegedStartService()
+        if self.state != "prepared":
+            return
+        Service.startService(self)  # type: ignore[no-untyped-call]
+        environ = os.environ if self._environ is None else self._environ
+        resolved = resolveInitialEnv(self.config.initialEnv, environ)
+        if resolved.missing:
+            self.log.warn(
+                "FCGIConfig: -initial-env {names} not set in the server's "
+                "environment; left out",
+                names=", ".join(resolved.missing),
+            )
+        self._env = resolved.env
+        now = self._clock.seconds()
+        self._epoch = now
+        self._lastAnalysis = now
+        self.state = "running"
+        self._scheduleTick()
+
+    def stopService(self) -> Deferred[None]:
+        """
+        Fail the waiting requests, stop every process, remove the sockets.
+
+        @return: fires when every process has ended.
+        """
+        Service.stopService(self)  # type: ignore[no-untyped-call]
+        if self.state == "stopping":
+            waiter: Deferred[None] = Deferred()
+            self._stopWaiters.append(waiter)
+            return waiter
+        if self.state != "running":
+            self.state = "stopped" if self.state != "new" else "new"
+            return succeed(None)
+        self.state = "stopping"
+        self._cancelTick()
+        processes: list[_Process] = []
+        for dynamicClass in self._classes.values():
+            if dynamicClass.startCall is not None and dynamicClass.startCall.active():
+                dynamicClass.startCall.cancel()
+            dynamicClass.startCall = None
+            waiters, dynamicClass.waiters = dynamicClass.waiters, deque()
+            for w in waiters:
+                w.cancelTimers()
+                w.deferred.errback(
+                    DynamicUnavailable(f"{dynamicClass.path}: the server is stopping")
+                )
+            processes.extend(dynamicClass.processes)
+        done: Deferred[None] = Deferred()
+        self._stopWaiters.append(done)
+        if not processes:
+            self._finishStop()
+            return done
+        self.log.info(
+            "Stopping {count} dynamic application processes",
+            count=len(processes),
+        )
+        for process in processes:
+            if process.protocol is not None:
+                process.protocol.terminate(self.stopGrace)
+        return done
+
+    def _finishStop(self) -> None:
+        if self.state != "stopping":
+            return
+        self.state = "stopped"
+        self._classes.clear()
+        waiters, self._stopWaiters = self._stopWaiters, []
+        for waiter in waiters:
+            waiter.callback(None)
+
+    # --- requests -----------------------------------------------------------------
+
+    def connect(self, path: str, factory: Any) -> Deferred[Any]:
+        """
+        Give a request a process of the application at C{path} (module
+        docstring, steps 1 to 3).
+
+        @param path: the application's file name.
+        @param factory: the pool's protocol factory.
+        @return: a Deferred firing with the connected protocol.
+        """
+        if self.state != "running":
+            from twisted.internet.defer import fail
+
+            return fail(DynamicUnavailable(f"{path}: dynamic applications are not running"))
+        dynamicClass = self._classes.get(path)
+        if dynamicClass is None:
+            dynamicClass = self._classes[path] = _DynamicClass(path)
+            self.log.info(
+                "Dynamic application {appClass}: first request; class created",
+                appClass=path,
+            )
+        now = self._clock.seconds()
+        waiter = _Waiter(factory, now)
+        waiter.dynamicClass = dynamicClass
+        dynamicClass.waiters.append(waiter)
+        if not any(not p.busy for p in dynamicClass.running):
+            if not dynamicClass.running:
+                self._wantProcess(dynamicClass, "on demand: no process is running")
+        self._dispatch(dynamicClass)
+        if waiter in dynamicClass.waiters:
+            waiter.startDelayCall = self._clock.callLater(
+                float(self.config.startDelay), self._startDelayPassed, waiter
+            )
+            if self.config.appConnTimeout:
+                waiter.timeoutCall = self._clock.callLater(
+                    float(self.config.appConnTimeout), self._timedOut, waiter
+                )
+        self._evaluate()
+        return waiter.deferred
+
+    def _startDelayPassed(self, waiter: _Waiter) -> None:
+        waiter.startDelayCall = None
+        dynamicClass = waiter.dynamicClass
+        if dynamicClass is None or waiter not in dynamicClass.waiters:
+            return
+        waited = self._clock.seconds() - waiter.arrivedAt
+        self._wantProcess(
+            dynamicClass,
+            f"a request waited {waited:g} s (startDelay {self.config.startDelay} s)",
+        )
+        self._dispatch(dynamicClass)
+        if waiter in dynamicClass.waiters:
+            waiter.startDelayCall = self._clock.callLater(
+                float(self.config.startDelay), self._startDelayPassed, waiter
+            )
+        self._evaluate()
+
+    def _timedOut(self, waiter: _Waiter) -> None:
+        waiter.timeoutCall = None
+        dynamicClass = waiter.dynamicClass
+        if dynamicClass is None or waiter not in dynamicClass.waiters:
+            return
+        dynamicClass.waiters.remove(waiter)
+        waiter.cancelTimers()
+        self.log.warn(
+            "Dynamic application {appClass}: a request waited {appConnTimeout} s "
+            "for a process (appConnTimeout); answering 503 ({processes} "
+            "processes, all busy or starting)",
+            appClass=dynamicClass.path,
+            appConnTimeout=self.config.appConnTimeout,
+            processes=len(dynamicClass.processes),
+        )
+        waiter.deferred.errback(
+            DynamicStartTimeout(
+                f"{dynamicClass.path}: no process took the request within "
+                f"{self.config.appConnTimeout} s"
+            )
+        )
+        self._forgetIfUnused(dynamicClass)
+
+    def _dispatch(self, dynamicClass: _DynamicClass) -> None:
+        """
+        Give idle processes to waiting requests, oldest first.
+        """
+        while dynamicClass.waiters:
+            idle = [p for p in dynamicClass.running if not p.busy]
+            if not idle:
+                return
+            process = idle[0]
+            waiter = dynamicClass.waiters.popleft()
+            waiter.cancelTimers()
+            self._assign(process, waiter)
+
+    def _assign(self, process: _Process, waiter: _Waiter) -> None:
+        process.busy = True
+        process.busySince = self._clock.seconds()
+        process.served += 1
+        d = self._connector(process.socketPath, waiter.factory)
+        waiter.connecting = d
+
+        def connected(protocol: Any) -> None:
+            waiter.connecting = None
+            original = protocol.connectionLost
+
+            def connectionLost(reason: Any = None) -> None:
+                try:
+                    if reason is None:
+                        original()
+                    else:
+                        original(reason)
+                finally:
+                    self._release(process, serviceTime=True)
+
+            setattr(protocol, "connectionLost", connectionLost)
+            waiter.deferred.callback(protocol)
+
+        def failed(failure: Failure) -> None:
+            waiter.connecting = None
+            self._release(process, serviceTime=False)
+            if waiter.deferred.called:
+                return
+            self.log.warn(
+                "Dynamic application {appClass}: cannot connect to pid {pid}: "
+                "{error}",
+                appClass=process.dynamicClass.path,
+                pid=process.pid,
+                error=failure.getErrorMessage(),
+            )
+            waiter.deferred.errback(
+                DynamicUnavailable(
+                    f"{process.dynamicClass.path}: cannot connect to pid "
+                    f"{process.pid}: {failure.getErrorMessage()}"
+                )
+            )
+
+        d.addCallbacks(connected, failed)
+
+    def _release(self, process: _Process, *, serviceTime: bool) -> None:
+        """
+        A request's connection to C{process} closed.
+        """
+        if not process.busy:
+            return
+        process.busy = False
+        dynamicClass = process.dynamicClass
+        if serviceTime:
+            dynamicClass.connTime += max(0.0, self._clock.seconds() - process.busySince)
+        if process not in dynamicClass.processes:
+            return
+        if process.draining:
+            self._terminate(process, "its last request finished")
+            return
+        self._dispatch(dynamicClass)
+        self._evaluate()
+
+    def _connectUnix(self, path: str, factory: Any) -> Deferred[Any]:
+        from twisted.internet.endpoints import UNIXClientEndpoint
+
+        endpoint = UNIXClientEndpoint(self._reactor, path)  # type: ignore[no-untyped-call]
+        d: Deferred[Any] = endpoint.connect(factory)  # type: ignore[no-untyped-call]
+        return d
+
+    # --- starting -------------------------------------------------------------------
+
+    def _wantProcess(self, dynamicClass: _DynamicClass, reason: str) -> None:
+        """
+        A request needs one more process of the class: start one unless a
+        limit or the back-off forbids it (logged).
+        """
+        if self.state != "running":
+            return
+        refusal = mayStart(
+            self.params,
+            classProcesses=len(dynamicClass.processes),
+            totalProcesses=self.processCount(),
+        )
+        if refusal is not None:
+            if dynamicClass.limitLogged is not refusal:
+                dynamicClass.limitLogged = refusal
+                limit = (
+                    self.params.maxClassProcesses
+                    if refusal is StartRefusal.CLASS_LIMIT
+                    else self.params.maxProcesses
+                )
+                self.log.warn(
+                    "Dynamic application {appClass}: not starting another "
+                    "process ({reason}): {limit} reached ({value}); {waiting} "
+                    "requests wait",
+                    appClass=dynamicClass.path,
+                    reason=reason,
+                    limit=refusal.value,
+                    value=limit,
+                    waiting=len(dynamicClass.waiters),
+                    processes=len(dynamicClass.processes),
+                    total=self.processCount(),
+                )
+            return
+        now = self._clock.seconds()
+        due = nextStartTime(self._restartPolicy, dynamicClass.history, now)
+        if due > now:
+            if dynamicClass.startCall is None:
+                self.log.warn(
+                    "Dynamic application {appClass}: its processes keep dying; "
+                    "next start in {wait} s",
+                    appClass=dynamicClass.path,
+                    wait=due - now,
+                )
+                dynamicClass.startCall = self._clock.callLater(
+                    due - now, self._postponedStart, dynamicClass
+                )
+            return
+        self._spawn(dynamicClass, reason)
+
+    def _postponedStart(self, dynamicClass: _DynamicClass) -> None:
+        dynamicClass.startCall = None
+        if dynamicClass.waiters and not any(not p.busy for p in dynamicClass.running):
+            self._wantProcess(dynamicClass, "a request waits (after back-off)")
+            self._dispatch(dynamicClass)
+            self._evaluate()
+
+    def _freeSlot(self, dynamicClass: _DynamicClass) -> int:
+        used = {p.slot for p in dynamicClass.processes}
+        slot = 0
+        while slot in used:
+            slot += 1
+        return slot
+
+    def _spawn(self, dynamicClass: _DynamicClass, reason: str) -> bool:
+        assert self._dynamicDir is not None
+        path = dynamicClass.path
+        slot = self._freeSlot(dynamicClass)
+        socketPath = os.path.join(self._dynamicDir, f"{dynamicClass.key}.{slot}")
+        now = self._clock.seconds()
+        try:
+            listening = createUnixListeningSocket(
+                socketPath,
+                backlog=self.config.listenQueueDepth,
+                uid=self._uid,
+                gid=self._gid,
+            )
+        except IPCError as e:
+            self.log.error(
+                "Dynamic application {appClass}: cannot create its socket: {error}",
+                appClass=path,
+                error=str(e),
+            )
+            return False
+        process = _Process(dynamicClass, slot, socketPath, listening, now)
+        protocol = _AppProcess(self, process, now)
+        process.protocol = protocol
+        dynamicClass.history = recordStart(dynamicClass.history, now)
+        try:
+            transport = self._reactor.spawnProcess(
+                protocol,
+                path,
+                [path],
+                env=dict(self._env),
+                path=os.path.dirname(path) or ".",
+                uid=self._uid if os.geteuid() == 0 else None,
+                gid=self._gid if os.geteuid() == 0 else None,
+                childFDs={0: listening.fileno(), 1: "r", 2: "r"},
+            )
+        except Exception as e:
+            self._closeSocket(listening)
+            dynamicClass.history, _ = recordDeath(
+                self._restartPolicy,
+                dynamicClass.history,
+                startedAt=now,
+                now=now,
+                exitCode=127,
+            )
+            self.log.error(
+                "Dynamic application {appClass}: cannot start it: {error}",
+                appClass=path,
+                error=str(e),
+            )
+            return False
+        # The process has its copy as fd 0: when it dies, connections
+        # queued to it are refused instead of waiting forever.
+        listening.socket.close()
+        if not protocol.pid:
+            protocol.pid = getattr(transport, "pid", None) or 0
+        if protocol.ended.called:
+            return True
+        dynamicClass.processes.append(process)
+        dynamicClass.starts += 1
+        dynamicClass.limitLogged = None
+        load = self._loadOf(dynamicClass, now)
+        self.log.info(
+            "Dynamic application {appClass}: started pid {pid} ({reason}); "
+            "{processes} processes of the class, {total} in all; load {load:.2f}",
+            appClass=path,
+            pid=protocol.pid,
+            reason=reason,
+            processes=len(dynamicClass.processes),
+            total=self.processCount(),
+            load=load,
+            decision="start",
+        )
+        # The kill policy runs (processSlack) once the caller has given the
+        # new process its request: see _changed.
+        return True
+
+    def _loadOf(self, dynamicClass: _DynamicClass, now: float) -> float:
+        epoch = self._epoch if self._epoch is not None else now
+        return loadFactor(dynamicClass.load(), now=now, epoch=epoch)
+
+    # --- kill policy -----------------------------------------------------------------
+
+    def _evaluate(self) -> None:
+        """
+        Smooth the statistics when a period ended, and run the kill policy
+        when it is due (L{txfastcgi.loadpolicy}).
+        """
+        if self.state != "running":
+            return
+        now = self._clock.seconds()
+        periods, self._lastAnalysis = analysisDue(self.params, self._lastAnalysis, now)
+        if periods:
+            for dynamicClass in self._classes.values():
+                smoothed = smoothLoad(self.params, dynamicClass.load())
+                dynamicClass.smooth = smoothed.smooth
+                dynamicClass.connTime = smoothed.connTime
+        if self._epoch is None:
+            self._epoch = now
+        running = sum(len(c.running) for c in self._classes.values())
+        trigger = killTrigger(
+            self.params, epoch=self._epoch, now=now, totalProcesses=running
+        )
+        if trigger is not None:
+            classes = list(self._classes.values())
+            victims = chooseVictims(
+                self.params, [c.load() for c in classes], now=now, epoch=self._epoch
+            )
+            self._epoch = now
+            for victim in victims:
+                self._kill(self._classes[victim.path], victim, trigger.value)
+        self._scheduleTick()
+
+    def _kill(self, dynamicClass: _DynamicClass, victim: Victim, trigger: str) -> None:
+        running = dynamicClass.running
+        if not running:
+            return
+        idle = [p for p in running if not p.busy]
+        process = (idle or running)[-1]  # the youngest, idle ones first
+        process.draining = True
+        self.log.info(
+            "Dynamic application {appClass}: stopping pid {pid} ({reason}; kill "
+            "policy run by {trigger}){drain}",
+            appClass=dynamicClass.path,
+            pid=process.pid,
+            reason=victim.describe(),
+            trigger=trigger,
+            load=victim.loadFactor,
+            processes=victim.processes,
+            total=self.processCount(),
+            drain="" if not process.busy else "; after its request in progress",
+            decision="kill",
+        )
+        if not process.busy:
+            self._terminate(process, "idle")
+        elif dynamicClass.waiters:
+            self._dispatch(dynamicClass)
+
+    def _terminate(self, process: _Process, why: str) -> None:
+        if process.protocol is not None and not process.protocol.stopping:
+            process.protocol.terminate(self.stopGrace)
+
+    def _scheduleTick(self) -> None:
+        self._cancelTick()
+        if self.state != "running" or self._epoch is None:
+            return
+        now = self._clock.seconds()
+        due = min(
+            self._lastAnalysis + self.params.updateInterval,
+            self._epoch + self.params.killInterval,
+        )
+        self._tickCall = self._clock.callLater(max(0.0, due - now), self._tick)
+
+    def _tick(self) -> None:
+        self._tickCall = None
+        self._evaluate()
+
+    def _cancelTick(self) -> None:
+        if self._tickCall is not None and self._tickCall.active():
+            self._tickCall.cancel()
+        self._tickCall = None
+
+    # --- process ends (the ProcessOwner interface) ------------------------------------
+
+    def _logOutput(self, process: _AppProcess, stream: str, line: str) -> None:
+        emit = self.log.warn if stream == "stderr" else self.log.info
+        emit(
+            "{appClass} (pid {pid}) {stream}: {line}",
+            appClass=process.managed.dynamicClass.path,
+            pid=process.pid,
+            stream=stream,
+            line=line,
+        )
+
+    def _logKill(self, process: _AppProcess) -> None:
+        self.log.warn(
+            "Dynamic application {appClass} pid {pid} did not exit {stopGrace} s "
+            "after SIGTERM: sent SIGKILL",
+            appClass=process.managed.dynamicClass.path,
+            pid=process.pid,
+            stopGrace=self.stopGrace,
+        )
+
+    def _processEnded(
+        self, protocol: _AppProcess, exitCode: int | None, signal: int | None
+    ) -> None:
+        process: _Process = protocol.managed
+        dynamicClass = process.dynamicClass
+        if process in dynamicClass.processes:
+            dynamicClass.processes.remove(process)
+        self._closeSocket(process.listening)
+        how = f"signal {signal}" if signal is not None else f"exit status {exitCode}"
+        exitedAt = protocol.exitedAt if protocol.exitedAt is not None else 0.0
+        if protocol.stopping or self.state != "running":
+            self.log.info(
+                "Dynamic application {appClass} pid {pid} stopped ({how}); "
+                "{processes} processes of the class, {total} in all",
+                appClass=dynamicClass.path,
+                pid=protocol.pid,
+                how=how,
+                exitCode=exitCode,
+                signal=signal,
+                processes=len(dynamicClass.processes),
+                total=self.processCount(),
+            )
+        else:
+            dynamicClass.history, decision = recordDeath(
+                self._restartPolicy,
+                dynamicClass.history,
+                startedAt=process.startedAt,
+                now=exitedAt,
+                exitCode=exitCode,
+                signal=signal,
+                runningSince=[p.startedAt for p in dynamicClass.processes],
+            )
+            emit = self.log.info if exitCode == 0 else self.log.error
+            emit(
+                "Dynamic application {appClass} pid {pid} {how} after {lifetime:.1f} "
+                "s; replaced only when a request needs it",
+                appClass=dynamicClass.path,
+                pid=protocol.pid,
+                how="exited with " + how if signal is None else "crashed (" + how + ")",
+                exitCode=exitCode,
+                signal=signal,
+                lifetime=decision.lifetime,
+                quickFailures=decision.consecutiveFailures,
+            )
+        if self.state == "stopping":
+            if not any(c.processes for c in self._classes.values()):
+                self._finishStop()
+            return
+        if dynamicClass.waiters and not dynamicClass.running:
+            self._wantProcess(dynamicClass, "a request waits and no process is running")
+            self._dispatch(dynamicClass)
+        self._forgetIfUnused(dynamicClass)
+        self._evaluate()
+
+    def _forgetIfUnused(self, dynamicClass: _DynamicClass) -> None:
+        if (
+            not dynamicClass.processes
+            and not dynamicClass.waiters
+            and dynamicClass.startCall is None
+            and self._classes.get(dynamicClass.path) is dynamicClass
+        ):
+            del self._classes[dynamicClass.path]
+            self.log.info(
+                "Dynamic application {appClass}: no process left; class removed",
+                appClass=dynamicClass.path,
+            )
+
+    def _closeSocket(self, listening: ListeningSocket) -> None:
+        try:
+            listening.close()
+        except IPCError as e:
+            self.log.error("Cannot remove socket {path}: {error}", path=e.path, error=str(e))
