@@ -148,11 +148,17 @@ class Collector:
     def __init__(self) -> None:
         self.stdout: list[bytes] = []
 
-    def request(self, body: Any = None) -> FastCGIRequest:
+    def request(
+        self, body: Any = None, params: list[tuple[bytes, bytes]] | None = None
+    ) -> FastCGIRequest:
         """
-        A responder request writing here.
+        A responder request writing here (a GET unless C{params} say otherwise).
         """
-        return FastCGIRequest([(b"A", b"1")], writeStdout=self.stdout.append, body=body)
+        return FastCGIRequest(
+            params if params is not None else [(b"REQUEST_METHOD", b"GET")],
+            writeStdout=self.stdout.append,
+            body=body,
+        )
 
 
 class PoolTestMixin:
@@ -312,18 +318,20 @@ class RetryTests(SynchronousTestCase, PoolTestMixin):
     """
 
     def staleSetup(
-        self, body: Any = None
+        self, body: Any = None, method: bytes = b"GET"
     ) -> tuple[ConnectionPool, FakeEndpoint, Connection, Deferred[RequestResult], Collector]:
         """
         A pool whose idle connection has served one request, and a second
-        request started on it.
+        request (by default a GET) started on it.
         """
         pool, endpoint, clock = self.makePool()
         pool.request(Collector().request())
         connection = endpoint.succeed()
         connection.receive(complete())
         collector = Collector()
-        d = pool.request(collector.request(body=body))
+        d = pool.request(
+            collector.request(body=body, params=[(b"REQUEST_METHOD", method)])
+        )
         return pool, endpoint, connection, d, collector
 
     def test_staleRetried(self) -> None:
@@ -422,6 +430,45 @@ class RetryTests(SynchronousTestCase, PoolTestMixin):
         connection.lose()
         self.failureResultOf(d, ApplicationConnectionLost)
         self.assertEqual(pool.retries, 0)
+
+    def test_unsafeMethodRetriedWhenLostAtOnce(self) -> None:
+        """
+        A POST on a connection that turns out closed as soon as it was
+        written (the stale case) is retried.
+        """
+        pool, endpoint, connection, d, collector = self.staleSetup(
+            body=b"form", method=b"POST"
+        )
+        pool.clock.advance(0.01)  # type: ignore[attr-defined]
+        connection.lose()
+        self.assertEqual(pool.retries, 1)
+        fresh = endpoint.succeed()
+        fresh.receive(complete(1, b"once"))
+        self.successResultOf(d)
+
+    def test_unsafeMethodNotRetriedAfterWork(self) -> None:
+        """
+        A POST whose connection is lost after the app may have worked on it
+        (past C{unsafeRetryWindow}, though within C{staleRetryWindow}) is not
+        run again: the caller gets the error.
+        """
+        pool, endpoint, connection, d, collector = self.staleSetup(
+            body=b"form", method=b"POST"
+        )
+        pool.clock.advance(0.5)  # type: ignore[attr-defined]
+        connection.lose()
+        self.failureResultOf(d, ApplicationConnectionLost)
+        self.assertEqual(pool.retries, 0)
+
+    def test_idempotentMethodRetriedWithinStaleWindow(self) -> None:
+        """
+        A PUT or a GET lost within C{staleRetryWindow} is retried.
+        """
+        for method in (b"GET", b"put"):
+            pool, endpoint, connection, d, collector = self.staleSetup(method=method)
+            pool.clock.advance(0.5)  # type: ignore[attr-defined]
+            connection.lose()
+            self.assertEqual(pool.retries, 1, method)
 
     def test_retriedOnlyOnce(self) -> None:
         """

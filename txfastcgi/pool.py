@@ -34,7 +34,14 @@ Policies
    pooled connection case (php-fpm ends a worker after C{pm.max_requests};
    an app may drop idle connections): the app never saw the request.  A
    fresh connection that dies without answering means the app crashed on
-   the request, so it is not retried.  A request refused with
+   the request, so it is not retried.  An app that crashes while working on
+   a request looks the same as a stale connection from our side, so a
+   request whose C{REQUEST_METHOD} is not idempotent (RFC 9110: anything but
+   GET, HEAD, OPTIONS, TRACE, PUT and DELETE, or no method at all) is
+   retried only when the loss came within C{unsafeRetryWindow} seconds
+   (50 ms by default): a stale connection's close is already on its way
+   when the request is written, while a POST that the app has been running
+   for longer must not run twice.  A request refused with
    C{CANT_MPX_CONN} is retried once without multiplexing (the app did not
    run it) and multiplexing is turned off for the pool.
 
@@ -303,6 +310,22 @@ class _ProtocolFactory(Factory):
         return protocol
 
 
+_IDEMPOTENT_METHODS = frozenset(
+    [b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"]
+)
+
+
+def _idempotent(request: FastCGIRequest) -> bool:
+    """
+    Whether running C{request} twice is harmless by its C{REQUEST_METHOD}
+    (RFC 9110 section 9.2.2); a request without one counts as unsafe.
+    """
+    for name, value in request.params:
+        if name == b"REQUEST_METHOD":
+            return value.upper() in _IDEMPOTENT_METHODS
+    return False
+
+
 class ConnectionPool:
     """
     Connections to one FastCGI application, see the module docstring.
@@ -324,6 +347,9 @@ class ConnectionPool:
         request may be retried) only if it failed within this many seconds of
         the request starting: a stale connection fails at once, while an app
         that dies after working on a request for longer must not run it twice.
+    @ivar unsafeRetryWindow: the same for requests whose method is not
+        idempotent (POST, PATCH, ...): shorter, because running those twice
+        is worse than answering 502.
     @ivar appMaxConns: C{FCGI_MAX_CONNS} as reported, or C{None}.
     @ivar appMaxReqs: C{FCGI_MAX_REQS} as reported, or C{None}.
     @ivar appMultiplexes: C{FCGI_MPXS_CONNS} as reported, or C{None}.
@@ -363,6 +389,7 @@ class ConnectionPool:
         probeValues: bool = True,
         probeTimeout: float = 1.0,
         staleRetryWindow: float = 1.0,
+        unsafeRetryWindow: float = 0.05,
         stallGrace: float | None = 0.5,
     ) -> None:
         if maxConnections < 1:
@@ -391,6 +418,7 @@ class ConnectionPool:
         self.probeValues = probeValues
         self.probeTimeout = probeTimeout
         self.staleRetryWindow = staleRetryWindow
+        self.unsafeRetryWindow = unsafeRetryWindow
         self.stallGrace = stallGrace
 
         self.appMaxConns: int | None = None
@@ -644,7 +672,12 @@ class ConnectionPool:
             and not error.responseStarted
             and reused
             and request.attempts == 1
-            and self.clock.seconds() - startedAt <= self.staleRetryWindow
+            and self.clock.seconds() - startedAt
+            <= (
+                self.staleRetryWindow
+                if _idempotent(request)
+                else self.unsafeRetryWindow
+            )
         ):
             self.log.info(
                 "FastCGI connection to {backend} was stale (closed before any "
