@@ -372,6 +372,25 @@ class StreamingTests(SynchronousTestCase):
         self.assertEqual(response.body, b"first second")
         self.assertFalse(client.closed)
 
+    def test_cgiEnvironmentRecordedForTheLog(self) -> None:
+        """
+        The variables sent to the application are on the HTTP request as
+        C{cgiEnvironment}, a C{str} mapping, for the access log's
+        C{%{NAME}e}.
+        """
+        app = MemoryApplicationEndpoint(hello, clock=Clock())
+        site, _, _ = gatewayFor(app)
+        logged: list[dict[str, str]] = []
+        site.log = lambda request: logged.append(dict(request.cgiEnvironment))  # type: ignore[method-assign]
+        client = HTTPClient(site)
+        client.get(b"/app/x?q=1")
+        app.flush()
+        self.assertTrue(client.response().complete)
+        self.assertEqual(len(logged), 1)
+        self.assertEqual(logged[0]["SCRIPT_NAME"], "/app")
+        self.assertEqual(logged[0]["PATH_INFO"], "/x")
+        self.assertEqual(logged[0]["QUERY_STRING"], "q=1")
+
     def test_keepAliveServesSeveralRequests(self) -> None:
         """
         Two requests on one HTTP connection are both answered, in order.

@@ -48,7 +48,7 @@ C{finish}, and neither is called once the client has gone (STYLE.md P6).
 from __future__ import annotations
 
 import html
-from typing import Any, Callable, Sequence, cast
+from typing import Any, Callable, Iterator, Mapping, Sequence, cast
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IPushProducer
@@ -185,6 +185,36 @@ L{FastCGIExchange.respond}, L{FastCGIExchange.discard} or
 L{FastCGIExchange.fail}."""
 
 
+class CGIEnvironmentView(Mapping[str, str]):
+    """
+    The CGI variables sent to the application, as a read-only mapping of
+    C{str} (latin-1) decoded on first use, so requests whose log format does
+    not ask for them pay nothing.  Set on the HTTP request as
+    C{request.cgiEnvironment}.
+    """
+
+    def __init__(self, params: Sequence[tuple[bytes, bytes]]) -> None:
+        self._params = params
+        self._decoded: dict[str, str] | None = None
+
+    def _variables(self) -> dict[str, str]:
+        if self._decoded is None:
+            self._decoded = {
+                name.decode("latin-1"): value.decode("latin-1")
+                for name, value in self._params
+            }
+        return self._decoded
+
+    def __getitem__(self, name: str) -> str:
+        return self._variables()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._variables())
+
+    def __len__(self) -> int:
+        return len(self._variables())
+
+
 @implementer(IPushProducer)
 class FastCGIExchange:
     """
@@ -249,6 +279,8 @@ class FastCGIExchange:
             body=body,
             data=data,
         )
+        # The access log's %{NAME}e and CustomLog env=NAME read this.
+        cast(Any, request).cgiEnvironment = CGIEnvironmentView(self.fastcgiRequest.params)
         self._parser = ResponseHeadParser(maxHeaderBytes)
         self._registered = False
         self._finishAtEnd = False
