@@ -325,9 +325,9 @@ TABLE: list[tuple[bytes, RouteKind, str | None, str, str, str | None, str | None
         None,
         "application/x-httpd-fcgi",
     ),
-    # AddHandler in a <Directory> overrides the server's AddHandler (and
-    # there is no application for that file).
-    (b"/mixed/x.cgi", RouteKind.NOT_FOUND, None, "/mixed/x.cgi", "", None, "fastcgi-script", "text/plain"),
+    # AddHandler in a <Directory> overrides the server's AddHandler (there
+    # is no application for that executable file: a dynamic one).
+    (b"/mixed/x.cgi", RouteKind.FASTCGI, R + "/docs/mixed/x.cgi", "/mixed/x.cgi", "", None, "fastcgi-script", "text/plain"),
     # SetHandler beats AddHandler.
     (b"/mixed/set/y.cgi", RouteKind.CGI, R + "/docs/mixed/set/y.cgi", "/mixed/set/y.cgi", "", None, "cgi-script", "text/plain"),
 ]
@@ -373,15 +373,46 @@ def test_routeTable(
 def test_fastcgiApplication(tree: tuple[Path, Router]) -> None:
     """
     A FastCGI route names the AppClass or ExternalAppClass whose path-name
-    equals the file name; a file name with no application is 404 with a
-    reason for the log.
+    equals the file name; an executable file with no application is a
+    dynamic application; a missing one is 404 with a reason for the log.
     """
     root, router = tree
     assert routeOf(router, b"/examples/echo/a").app == f"{root}/docs/examples/echo"
+    assert not routeOf(router, b"/examples/echo/a").dynamic
     assert routeOf(router, b"/examples/remote-echo").app == f"{root}/docs/examples/remote-echo"
     route = routeOf(router, b"/mixed/x.cgi")
+    assert route.kind is RouteKind.FASTCGI
+    assert route.dynamic
+    assert route.app == f"{root}/docs/mixed/x.cgi"
+    route = routeOf(router, b"/mixed/missing.cgi")
     assert route.kind is RouteKind.NOT_FOUND
     assert "no AppClass" in route.reason
+
+
+def test_dynamicRefusals(tree: tuple[Path, Router]) -> None:
+    """
+    Only executable regular files inside the tree they were mapped under
+    are dynamic applications: a non-executable file and a symbolic link
+    leaving the document root are 403; dot segments and encoded slashes
+    404; a link staying inside the tree is allowed.
+    """
+    root, router = tree
+    route = routeOf(router, b"/ix1/index.fcg")
+    assert route.kind is RouteKind.FORBIDDEN
+    assert "not executable" in route.reason
+    outside = root / "outside" / "tool.fcg"
+    outside.write_text("#!/bin/sh\n")
+    outside.chmod(0o755)
+    (root / "docs" / "mixed" / "escape.cgi").symlink_to(outside)
+    route = routeOf(router, b"/mixed/escape.cgi")
+    assert route.kind is RouteKind.FORBIDDEN
+    assert "outside" in route.reason
+    (root / "docs" / "mixed" / "inside.cgi").symlink_to(root / "docs" / "mixed" / "x.cgi")
+    route = routeOf(router, b"/mixed/inside.cgi")
+    assert route.kind is RouteKind.FASTCGI and route.dynamic
+    for raw in ([b"mixed", b"..", b"..", b"outside", b"tool.fcg"], [b"mixed%2Fx.cgi"]):
+        assert router.route(raw).kind is RouteKind.NOT_FOUND
+    assert router.route([b"mixed/x.cgi"]).kind is RouteKind.NOT_FOUND
 
 
 def test_locationPrefixAtSlashBoundary(tree: tuple[Path, Router]) -> None:
@@ -545,14 +576,15 @@ def test_indexNamedFastCGI(tree: tuple[Path, Router]) -> None:
     """
     The first DirectoryIndex name that is a regular file is the index,
     whatever then serves it: as in mod_dir, the sub-request does not run the
-    handler, so an index with a FastCGI type and no application is a 404
-    rather than a reason to try the next name.
+    handler, so an index with a FastCGI type and no application is refused
+    rather than a reason to try the next name (here 403: it is not
+    executable, so not a dynamic application either).
     """
     _, router = tree
     route = routeOf(router, b"/ix1/")
     assert route.target is not None
     assert route.target.mimeType == "application/x-httpd-fcgi"
-    assert route.served.kind is RouteKind.NOT_FOUND
+    assert route.served.kind is RouteKind.FORBIDDEN
 
 
 @pytest.mark.parametrize(

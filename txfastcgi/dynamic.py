@@ -498,6 +498,8 @@ class DynamicApplicationManager(Service):
             self._stopWaiters.append(waiter)
             return waiter
         if self.state != "running":
+            if self.state == "prepared":
+                self._removeDirectory()
             self.state = "stopped" if self.state != "new" else "new"
             return succeed(None)
         self.state = "stopping"
@@ -528,11 +530,23 @@ class DynamicApplicationManager(Service):
                 process.protocol.terminate(self.stopGrace)
         return done
 
+    def _removeDirectory(self) -> None:
+        """
+        Remove the C{dynamic/} directory if nothing is left in it (every
+        socket is removed at shutdown, SPEC.md Decision 4).
+        """
+        if self._dynamicDir is not None:
+            try:
+                os.rmdir(self._dynamicDir)
+            except OSError:
+                pass
+
     def _finishStop(self) -> None:
         if self.state != "stopping":
             return
         self.state = "stopped"
         self._classes.clear()
+        self._removeDirectory()
         waiters, self._stopWaiters = self._stopWaiters, []
         for waiter in waiters:
             waiter.callback(None)

@@ -19,7 +19,10 @@ What serves each kind of L{Route}
     header's), extra variables the merged C{SetEnv}/C{PassEnv}/C{UnsetEnv}
     rules, and C{-pass-header} names from C{config.optionsFor(app)}.  One
     such resource per application is built once and reused.  A route whose
-    application has no pool is a configuration mistake: 500, logged.
+    application has no pool is a configuration mistake: 500, logged.  A
+    dynamic application (L{Route.dynamic}) gets its pool from
+    C{dynamicPools} (L{txfastcgi.dynamic}) and the C{FCGIConfig
+    -pass-header} names; without C{dynamicPools} it is 404, logged.
   - L{RouteKind.CGI}: a L{twisted.web.twcgi.CGIScript} subclass working
     around STYLE.md P19.  The environment is built by
     L{txfastcgi.cgienv.buildEnvironment} (the same variables a FastCGI
@@ -74,7 +77,7 @@ before it is refused.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any, cast
 from urllib.parse import unquote_to_bytes
@@ -369,6 +372,7 @@ class GatewayResource(Resource):
         router: Router | None = None,
         maxHeaderBytes: int = DEFAULT_MAX_HEADER_BYTES,
         environ: Mapping[str, str] | None = None,
+        dynamicPools: Callable[[str], ConnectionPool] | None = None,
     ) -> None:
         """
         @param config: the server's configuration.
@@ -379,6 +383,9 @@ class GatewayResource(Resource):
         @param maxHeaderBytes: the cap on an application's response head.
         @param environ: the server's environment, for CGI scripts' C{PATH};
             C{os.environ} by default.
+        @param dynamicPools: gives the pool of a dynamic application (a
+            route with L{Route.dynamic}) by its file name; C{None}: dynamic
+            applications are not served (404, logged).
         """
         super().__init__()  # type: ignore[no-untyped-call]
         self.config = config
@@ -392,6 +399,7 @@ class GatewayResource(Resource):
         )
         environ = os.environ if environ is None else environ
         self._cgiPath = _bytes(environ.get("PATH") or DEFAULT_CGI_PATH)
+        self._dynamicPools = dynamicPools
         self._fastcgi: dict[str, _RoutedFastCGIResource] = {}
         self._variables: dict[MergedConfig, tuple[tuple[bytes, bytes], ...]] = {}
 
@@ -474,7 +482,7 @@ class GatewayResource(Resource):
         kind = route.kind
         if kind is RouteKind.FASTCGI:
             assert route.app is not None
-            return self._fastcgiResource(route.app)
+            return self._fastcgiResource(route.app, dynamic=route.dynamic)
         if kind is RouteKind.STATIC:
             assert route.filename is not None and route.mimeType is not None
             resource = _StaticFile(
@@ -514,24 +522,39 @@ class GatewayResource(Resource):
         log.error("Cannot serve {uri}: {reason}", uri=uri, reason=route.reason)
         return _serverError()
 
-    def _fastcgiResource(self, app: str) -> Resource:
+    def _fastcgiResource(self, app: str, *, dynamic: bool = False) -> Resource:
         resource = self._fastcgi.get(app)
         if resource is not None:
             return resource
-        pool = self.pools.get(app)
+        passHeaders: tuple[str, ...]
+        if dynamic:
+            if self._dynamicPools is None:
+                log.info(
+                    "Not found: {appClass} would be a dynamic FastCGI "
+                    "application, but dynamic applications are not enabled",
+                    appClass=app,
+                )
+                return pages.errorPage(
+                    http.NOT_FOUND, "No Such Resource", "No such resource."
+                )
+            dynamicPool: ConnectionPool | None = self._dynamicPools(app)
+            pool = dynamicPool
+            passHeaders = self.config.dynamic.passHeaders
+        else:
+            pool = self.pools.get(app)
+            passHeaders = self.config.optionsFor(app).passHeaders
         if pool is None:
             log.error(
                 "No connection pool for the FastCGI application {appClass}; answering 500",
                 appClass=app,
             )
             return _serverError()
-        options = self.config.optionsFor(app)
         resource = _RoutedFastCGIResource(
             pool,
             documentRoot=self._documentRoot,
             serverName=self._serverName,
             environmentOptions=EnvironmentOptions(
-                passHeaders=frozenset(name.lower().encode("ascii") for name in options.passHeaders)
+                passHeaders=frozenset(name.lower().encode("ascii") for name in passHeaders)
             ),
             maxHeaderBytes=self._maxHeaderBytes,
         )

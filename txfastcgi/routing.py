@@ -62,8 +62,11 @@ returns a frozen L{Route}.  The steps:
      C{fastcgi-script} or C{application/x-httpd-fcgi} is
      L{RouteKind.FASTCGI} (a C{nph-} base name or a directory is forbidden,
      as in mod_fastcgi 2.0; the application is the C{AppClass} or
-     C{ExternalAppClass} whose path-name equals the normalised file name,
-     none is L{RouteKind.NOT_FOUND}); C{cgi-script} or
+     C{ExternalAppClass} whose path-name equals the normalised file name;
+     with none, an executable regular file inside the document root or
+     alias target, symbolic links resolved, is a dynamic application
+     (L{Route.dynamic}), a missing file L{RouteKind.NOT_FOUND}, anything
+     else L{RouteKind.FORBIDDEN}); C{cgi-script} or
      C{application/x-httpd-cgi} is L{RouteKind.CGI} (needs a
      C{ScriptAlias} or C{Options ExecCGI}, an existing executable regular
      file, and no C{nph-} prefix: non-parsed headers are not supported);
@@ -329,6 +332,8 @@ class Route:
     @ivar config: the merged per-directory configuration.
     @ivar app: for L{RouteKind.FASTCGI}, the application's path-name (the
         key of its pool).
+    @ivar dynamic: for L{RouteKind.FASTCGI}, whether C{app} is a dynamic
+        application (no AppClass or ExternalAppClass declares it).
     @ivar action: for L{RouteKind.ACTION}, the C{Action} rule.
     @ivar target: for L{RouteKind.ACTION}, the action script's route; for
         L{RouteKind.DIRECTORY}, the index file's route (L{None}: a listing).
@@ -349,6 +354,7 @@ class Route:
     mimeType: str | None = None
     config: MergedConfig | None = None
     app: str | None = None
+    dynamic: bool = False
     action: ActionRule | None = None
     target: Route | None = None
     location: bytes | None = None
@@ -883,11 +889,7 @@ class Router:
                 return make(RouteKind.FORBIDDEN, f"{filename} is a directory")
             app = self._apps.get(os.path.normpath(filename))
             if app is None:
-                return make(
-                    RouteKind.NOT_FOUND,
-                    f"no AppClass or ExternalAppClass for {filename} (dynamic "
-                    "FastCGI applications are not supported yet)",
-                )
+                return self._dynamic(filename, found, uri, make)
             return make(RouteKind.FASTCGI, app=app)
 
         if effective in CGI_HANDLERS:
@@ -947,6 +949,49 @@ class Router:
         if not regularFile:
             return make(RouteKind.FORBIDDEN, f"{filename} is not a regular file")
         return make(RouteKind.STATIC)
+
+    def _dynamic(
+        self,
+        filename: str,
+        found: os.stat_result | None,
+        uri: str,
+        make: Callable[..., Route],
+    ) -> Route:
+        """
+        A FastCGI request for a file no AppClass or ExternalAppClass
+        declares: a dynamic application (SPEC.md section 4.2) if the file
+        is an executable regular file inside the document root or the
+        alias target it was mapped under, symbolic links resolved.  (Dot
+        segments and encoded slashes were refused before.)
+
+        @return: the route: L{RouteKind.FASTCGI} with C{dynamic} set, or a
+            refusal.
+        """
+        if found is None:
+            return make(
+                RouteKind.NOT_FOUND,
+                f"no AppClass or ExternalAppClass for {filename}, and no such file "
+                "for a dynamic application",
+            )
+        if not statModule.S_ISREG(found.st_mode):
+            return make(
+                RouteKind.FORBIDDEN,
+                f"{filename} is not a regular file: not run as a dynamic application",
+            )
+        if not found.st_mode & 0o111:
+            return make(
+                RouteKind.FORBIDDEN,
+                f"{filename} is not executable: not run as a dynamic application",
+            )
+        base = os.path.realpath(self._baseOf(uri))
+        real = os.path.realpath(filename)
+        if real != base and not real.startswith(base.rstrip("/") + "/"):
+            return make(
+                RouteKind.FORBIDDEN,
+                f"{filename} resolves to {real}, outside {base}: not run as a "
+                "dynamic application",
+            )
+        return make(RouteKind.FASTCGI, app=os.path.normpath(filename), dynamic=True)
 
     def _baseOf(self, uri: str) -> str:
         """

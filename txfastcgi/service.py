@@ -76,7 +76,8 @@ logged, each bounded:
      seconds (10); the connections of those still running then are aborted;
   3. close every pool (at most C{poolCloseTimeout} seconds, 5);
   4. stop the supervisor (SIGTERM, SIGKILL after its grace; it waits for
-     every process and removes the sockets);
+     every process and removes the sockets), then the dynamic applications
+     (L{txfastcgi.dynamic}) likewise;
   5. remove the SIGHUP handler, detach the error log and close the log files.
 """
 
@@ -98,6 +99,7 @@ from twisted.web.resource import IResource
 
 from txfastcgi.appclass import AppClassError
 from txfastcgi.config import AppClassConfig, ExternalAppClassConfig, ServerConfig
+from txfastcgi.dynamic import DynamicApplicationManager
 from txfastcgi.ipc import IPCError
 from txfastcgi.logs import (
     AccessLog,
@@ -416,6 +418,7 @@ class GatewayService(MultiService):
         logPublisher: LogPublisher | None = None,
         drainTimeout: float = DEFAULT_DRAIN_TIMEOUT,
         poolCloseTimeout: float = DEFAULT_POOL_CLOSE_TIMEOUT,
+        dynamic: DynamicApplicationManager | None = None,
     ) -> None:
         """
         @param config: the configuration.
@@ -435,6 +438,8 @@ class GatewayService(MultiService):
             (C{globalLogPublisher} by default).
         @param drainTimeout: seconds in-flight requests get at shutdown.
         @param poolCloseTimeout: seconds the pools get to close.
+        @param dynamic: the manager of dynamic applications, or C{None} to
+            serve none.
         """
         super().__init__()  # type: ignore[no-untyped-call]
         self.config = config
@@ -463,6 +468,7 @@ class GatewayService(MultiService):
         self.drainTimeout = drainTimeout
         self.poolCloseTimeout = poolCloseTimeout
         self.pools: dict[str, ConnectionPool] = {}
+        self.dynamic = dynamic
         self.site: GatewayHTTPSite | None = None
         self.state = "new"
         self._notesLogged = False
@@ -493,6 +499,21 @@ class GatewayService(MultiService):
             responseTimeout=float(options.idleTimeout) or None,
         )
 
+    def dynamicPool(self, path: str) -> ConnectionPool:
+        """
+        The pool of a dynamic application, made on its first request
+        (L{DynamicApplicationManager.poolFor}) and closed with the others.
+
+        @param path: the application's file name.
+        @return: the pool.
+        """
+        pool = self.pools.get(path)
+        if pool is None:
+            assert self.dynamic is not None
+            pool = self.dynamic.poolFor(path, self._poolFactory)
+            self.pools[path] = pool
+        return pool
+
     def privilegedStartService(self) -> None:
         """
         Open the log files and the applications' sockets, build pools,
@@ -513,6 +534,13 @@ class GatewayService(MultiService):
                 raise StartupError(
                     f"cannot set up the applications' sockets: {message}"
                 ) from e
+            if self.dynamic is not None:
+                try:
+                    self.dynamic.privilegedStartService()
+                except IPCError as e:
+                    raise StartupError(
+                        f"cannot set up the dynamic applications' directory: {e}"
+                    ) from e
             self.pools = {}
             apps: list[AppClassConfig | ExternalAppClassConfig] = [
                 *self.config.appClasses,
@@ -520,8 +548,11 @@ class GatewayService(MultiService):
             ]
             for app in apps:
                 self.pools[app.path] = self._poolFor(app)
+            extra: dict[str, Any] = {}
+            if self.dynamic is not None:
+                extra["dynamicPools"] = self.dynamicPool
             resource = self._resourceFactory(
-                self.config, pools=self.pools, reactor=self._reactor
+                self.config, pools=self.pools, reactor=self._reactor, **extra
             )
             limit = self.config.server.limitRequestBody
             maxBody: int | None = DEFAULT_MAX_REQUEST_BODY_SIZE
@@ -590,6 +621,8 @@ class GatewayService(MultiService):
             pool.closeAll()
         self.pools = {}
         self.supervisor.stopService()
+        if self.dynamic is not None:
+            self.dynamic.stopService()
         self._closeLogs()
         self.state = "stopped"
 
@@ -635,6 +668,8 @@ class GatewayService(MultiService):
                     uid=os.geteuid(),
                 )
         self.supervisor.startService()
+        if self.dynamic is not None:
+            self.dynamic.startService()
         self._uninstallSignal = self._installSignal(
             signal.SIGHUP, self.reopenLogs
         )
@@ -697,6 +732,8 @@ class GatewayService(MultiService):
             await self._step("close pools", self._closePools())
             self.log.info("Shutdown: stopping the applications")
             await self._step("stop applications", self.supervisor.stopService())
+            if self.dynamic is not None:
+                await self._step("stop dynamic applications", self.dynamic.stopService())
         finally:
             if self._uninstallSignal is not None:
                 self._uninstallSignal()
@@ -792,6 +829,7 @@ def _defaultResource(
     pools: Mapping[str, ConnectionPool],
     reactor: Any,
     environ: Mapping[str, str] | None = None,
+    **extra: Any,
 ) -> IResource:
     """
     Build L{txfastcgi.gateway.GatewayResource} (imported when needed).
@@ -800,7 +838,7 @@ def _defaultResource(
 
     gatewayResource = namedAny("txfastcgi.gateway.GatewayResource")  # type: ignore[no-untyped-call]
     resource: IResource = gatewayResource(
-        config, pools=pools, reactor=reactor, environ=environ
+        config, pools=pools, reactor=reactor, environ=environ, **extra
     )
     return resource
 
@@ -813,6 +851,9 @@ def makeGatewayService(
     environ: Mapping[str, str] | None = None,
     resourceFactory: ResourceFactory = _defaultResource,
     supervisorFactory: Callable[..., ApplicationSupervisor] = ApplicationSupervisor,
+    dynamicFactory: Callable[..., DynamicApplicationManager] | None = (
+        DynamicApplicationManager
+    ),
     poolFactory: PoolFactory = ConnectionPool,
     endpointFactory: Callable[[Any, str], Any] | None = None,
     installSignal: SignalInstaller | None = None,
@@ -833,6 +874,8 @@ def makeGatewayService(
         (L{txfastcgi.gateway.GatewayResource} by default).
     @param supervisorFactory: builds the supervisor, as
         L{ApplicationSupervisor}.
+    @param dynamicFactory: builds the manager of dynamic applications, as
+        L{DynamicApplicationManager}; C{None} serves none.
     @param poolFactory: builds a pool, as L{ConnectionPool}.
     @param endpointFactory: C{(reactor, description) -> endpoint};
         C{serverFromString} by default.
@@ -872,6 +915,11 @@ def makeGatewayService(
         environ=environ,
         **supervisorArgs,
     )
+    dynamic = None
+    if dynamicFactory is not None:
+        dynamic = dynamicFactory(
+            reactor, config.dynamic, ipcDir=config.ipcDir, uid=uid, gid=gid, environ=environ
+        )
     serverName = (
         config.serverName.value if config.serverName is not None else _hostname()
     )
@@ -912,6 +960,7 @@ def makeGatewayService(
         installSignal=installSignal,
         logPublisher=logPublisher,
         drainTimeout=drainTimeout,
+        dynamic=dynamic,
     )
 
 

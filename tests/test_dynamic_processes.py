@@ -1,0 +1,199 @@
+# -*- test-case-name: tests.test_dynamic_processes -*-
+"""
+Tests for L{txfastcgi.dynamic} with real processes: the libfcgi responder
+(tests/apps/responder.c, C{?sleep=MS}, C{X-Pid}) started on demand,
+grown under concurrent load, reaped when the load stops, and killed under
+load without a failed request.  Unix sockets in a short temporary
+FastCgiIpcDir; every await is bounded.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest_twisted  # type: ignore[import-untyped]
+from twisted.internet.defer import Deferred, gatherResults
+
+from tests.test_supervisor_processes import (  # noqa: F401 (fixtures)
+    Events,
+    alive,
+    bounded,
+    children,
+    events,
+    get,
+    getReactor,
+    noDelayedCallsLeft,
+    sleep,
+    waitFor,
+)
+from txfastcgi.appclass import IpcDirConfig
+from txfastcgi.config.model import DynamicConfig
+from txfastcgi.dynamic import DynamicApplicationManager
+from txfastcgi.pool import ConnectionPool
+
+
+def startManager(ipcDir: str, **options: Any) -> DynamicApplicationManager:
+    """
+    Start a manager with the given C{FCGIConfig} options.
+    """
+    options.setdefault("minProcesses", 0)
+    manager = DynamicApplicationManager(
+        getReactor(), DynamicConfig(**options), ipcDir=IpcDirConfig(ipcDir)
+    )
+    manager.privilegedStartService()
+    manager.startService()
+    return manager
+
+
+async def stopAndCheck(
+    manager: DynamicApplicationManager,
+    pool: ConnectionPool,
+    before: set[int],
+    spawned: set[int],
+    ipcDir: str,
+) -> None:
+    """
+    Close the pool, stop the manager, and check no process or socket is
+    left.
+    """
+    await bounded(pool.closeAll())
+    await bounded(manager.stopService(), 15)
+    assert [p for p in spawned if alive(p)] == []
+    assert children() <= before
+    assert not os.path.exists(os.path.join(ipcDir, "dynamic"))
+
+
+def track(manager: DynamicApplicationManager, path: str, spawned: set[int]) -> int:
+    """
+    Add the class's pids to C{spawned}.
+
+    @return: its process count now.
+    """
+    spawned.update(manager.pids(path))
+    return manager.processCount(path)
+
+
+@pytest_twisted.ensureDeferred
+async def test_onDemandStart(responderBinary: str, peerDir: str, events: Events) -> None:
+    """
+    The first request starts one process, with exactly the C{-initial-env}
+    pairs as environment, and is served by it; later requests reuse it.
+    """
+    before = children()
+    path = responderBinary
+    manager = startManager(peerDir, initialEnv=("STATE=TEXAS",))
+    pool = manager.poolFor(path)
+    spawned: set[int] = set()
+    try:
+        assert manager.processCount(path) == 0
+        headers, _ = await get(pool, "")
+        [pid] = manager.pids(path)
+        spawned.add(pid)
+        assert headers["x-pid"] == str(pid)
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            assert f.read() == b"STATE=TEXAS\0"
+        headers, _ = await get(pool, "")
+        assert headers["x-pid"] == str(pid)
+        assert manager.processCount(path) == 1
+        [start] = events.having(decision="start", appClass=path)
+        assert "on demand" in start["reason"]
+    finally:
+        await stopAndCheck(manager, pool, before, spawned, peerDir)
+
+
+@pytest_twisted.ensureDeferred
+async def test_growsToMaxClassProcessesThenReaped(
+    responderBinary: str, peerDir: str, events: Events
+) -> None:
+    """
+    Eight concurrent slow requests grow the class to exactly
+    C{maxClassProcesses} (4), all succeed, and once the load stops the
+    processes are reaped down to the floor (C{minProcesses 1}).
+    """
+    before = children()
+    path = responderBinary
+    manager = startManager(
+        peerDir,
+        maxClassProcesses=4,
+        minProcesses=1,
+        startDelay=1,
+        killInterval=1,
+        updateInterval=1,
+        appConnTimeout=30,
+    )
+    pool = manager.poolFor(path)
+    spawned: set[int] = set()
+    peak = 0
+    try:
+        work = gatherResults(
+            [Deferred.fromCoroutine(get(pool, "sleep=1500")) for _ in range(8)]
+        )
+        while not work.called:
+            peak = max(peak, track(manager, path, spawned))
+            await sleep(0.05)
+        answers = await bounded(work, 20)
+        assert len(answers) == 8
+        assert peak == 4
+        assert len({headers["x-pid"] for headers, _ in answers}) >= 4
+        assert len(events.having(limit="maxClassProcesses", appClass=path)) >= 1
+        await waitFor(lambda: manager.processCount(path) == 1, "reaping", 15)
+        await sleep(2.5)
+        assert manager.processCount(path) == 1
+        kills = events.having(decision="kill", appClass=path)
+        assert len(kills) >= 3
+        assert all("load" in kill for kill in kills)
+    finally:
+        await stopAndCheck(manager, pool, before, spawned, peerDir)
+
+
+@pytest_twisted.ensureDeferred
+async def test_killUnderLoadFailsNoRequest(
+    responderBinary: str, peerDir: str, events: Events
+) -> None:
+    """
+    With the most aggressive kill policy (every second, any class below load
+    100 loses a process, the last one included) under steady load from
+    three clients, processes are killed while requests stream in and new
+    ones are started, and yet every request succeeds: victims take no new
+    request and get SIGTERM only once their request is done.
+    """
+    before = children()
+    path = responderBinary
+    manager = startManager(
+        peerDir,
+        maxClassProcesses=4,
+        startDelay=1,
+        killInterval=1,
+        updateInterval=1,
+        singleThreshold=100,
+        multiThreshold=100,
+        appConnTimeout=30,
+    )
+    pool = manager.poolFor(path)
+    spawned: set[int] = set()
+    failures: list[object] = []
+    served = 0
+    clock = getReactor()
+    deadline = clock.seconds() + 5
+
+    async def client() -> None:
+        nonlocal served
+        while clock.seconds() < deadline:
+            try:
+                await get(pool, "sleep=100")
+                served += 1
+            except Exception as e:
+                failures.append(e)
+            track(manager, path, spawned)
+
+    try:
+        await bounded(
+            gatherResults([Deferred.fromCoroutine(client()) for _ in range(3)]), 30
+        )
+        assert failures == []
+        assert served > 30
+        assert len(events.having(decision="kill", appClass=path)) >= 3
+        assert len(events.having(decision="start", appClass=path)) >= 3
+    finally:
+        await stopAndCheck(manager, pool, before, spawned, peerDir)
