@@ -184,6 +184,53 @@ class OnDemandTests(ManagerTestCase):
         self.assertEqual(len(self.reactor.spawned), 1)
 
 
+class ClosingConnection(FakeConnection):
+    """
+    A connection with a C{close} method (as L{FastCGIClientProtocol} has)
+    whose C{connectionLost} comes later.
+    """
+
+    closed = False
+
+    def close(self) -> None:
+        """
+        Start closing.
+        """
+        self.closed = True
+
+
+class ReleaseOnCloseTests(ManagerTestCase):
+    """
+    The process is free again as soon as the pool closes the connection of
+    a finished request.
+    """
+
+    def test_releasedAtClose(self) -> None:
+        """
+        A waiting request gets the process when the pool calls C{close} on
+        the previous connection, before its C{connectionLost}; the later
+        C{connectionLost} releases nothing twice.
+        """
+
+        def connector(path: str, factory: Any) -> Deferred[Any]:
+            return succeed(ClosingConnection(path))
+
+        self.connector = connector  # type: ignore[assignment]
+        manager = self.manager(startDelay=100)
+        first = self.successResultOf(self.request(manager))
+        d = self.request(manager)
+        self.assertNoResult(d)
+        first.close()
+        self.assertTrue(first.closed)
+        second = self.successResultOf(d)
+        first.connectionLost(None)
+        third = self.request(manager)
+        self.assertNoResult(third)
+        second.close()
+        self.successResultOf(third)
+        self.assertEqual(len(self.reactor.spawned), 1)
+
+
 class GrowthTests(ManagerTestCase):
     """
     Requests that wait C{startDelay} ask for more processes, within limits.

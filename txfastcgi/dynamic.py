@@ -44,9 +44,10 @@ and knows which processes are serving.
 B{Connections.}  The pool of a dynamic application does not keep
 connections (no C{FCGI_KEEP_CONN}) and sends no C{FCGI_GET_VALUES} probe:
 one connection is one request, as in mod_fastcgi, so a process is busy
-exactly while a connection to it is open, and the connection's lifetime is
-the request's service time fed to the load statistics (2.0's
-C{REQ_COMPLETE}).
+exactly while a connection to it is open: from the connect until the pool
+closes the connection after the request ended (or the connection is lost),
+and that time is the request's service time fed to the load statistics
+(2.0's C{REQ_COMPLETE}).
 
 Kill policy and draining
 ========================
@@ -651,26 +652,48 @@ class DynamicApplicationManager(Service):
         process.served += 1
         d = self._connector(process.socketPath, waiter.factory)
         waiter.connecting = d
+        # close() and then connectionLost() both end this assignment: only
+        # the first counts (the process may serve another request by then).
+        assignment = [True]
+
+        def release(serviceTime: bool) -> None:
+            if assignment[0]:
+                assignment[0] = False
+                self._release(process, serviceTime=serviceTime)
 
         def connected(protocol: Any) -> None:
             waiter.connecting = None
-            original = protocol.connectionLost
+            originalLost = protocol.connectionLost
+            originalClose = getattr(protocol, "close", None)
 
             def connectionLost(reason: Any = None) -> None:
                 try:
                     if reason is None:
-                        original()
+                        originalLost()
                     else:
-                        original(reason)
+                        originalLost(reason)
                 finally:
-                    self._release(process, serviceTime=True)
+                    release(True)
+
+            def close(*args: Any, **kwargs: Any) -> Any:
+                # The pool closes a connection once its request has ended
+                # (no FCGI_KEEP_CONN): the process is done with it and goes
+                # back to accept(), so it may take the next request now,
+                # without waiting for the close to complete.
+                assert originalClose is not None
+                try:
+                    return originalClose(*args, **kwargs)
+                finally:
+                    release(True)
 
             setattr(protocol, "connectionLost", connectionLost)
+            if originalClose is not None:
+                setattr(protocol, "close", close)
             waiter.deferred.callback(protocol)
 
         def failed(failure: Failure) -> None:
             waiter.connecting = None
-            self._release(process, serviceTime=False)
+            release(False)
             if waiter.deferred.called:
                 return
             self.log.warn(
