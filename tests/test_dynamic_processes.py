@@ -10,11 +10,18 @@ FastCgiIpcDir; every await is bounded.
 from __future__ import annotations
 
 import os
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest_twisted  # type: ignore[import-untyped]
 from twisted.internet.defer import Deferred, gatherResults
 
+from tests.test_server_e2e import Server, freePort, processesUnder
 from tests.test_supervisor_processes import (  # noqa: F401 (fixtures)
     Events,
     alive,
@@ -197,3 +204,68 @@ async def test_killUnderLoadFailsNoRequest(
         assert len(events.having(decision="start", appClass=path)) >= 3
     finally:
         await stopAndCheck(manager, pool, before, spawned, peerDir)
+
+
+def test_gatewayServesDynamicApplications(tmp_path: Path, responderBinary: str) -> None:
+    """
+    Through C{twistd fastcgi}: an executable C{.fcgi} file in the document
+    root is started on its first request and answers 200; a second request
+    while the only allowed process is busy answers 503 after
+    C{appConnTimeout}; a non-executable file and a link leaving the document
+    root answer 403, an encoded slash or dot segment 404, and none of these
+    starts a process; SIGTERM leaves no process and no socket.
+    """
+    docroot = tmp_path / "docroot"
+    docroot.mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    shutil.copy(responderBinary, docroot / "app.fcgi")
+    (docroot / "plain.fcgi").write_bytes((docroot / "app.fcgi").read_bytes())
+    (docroot / "plain.fcgi").chmod(0o644)
+    shutil.copy(responderBinary, outside / "tool.fcgi")
+    (docroot / "escape.fcgi").symlink_to(outside / "tool.fcgi")
+    ipcDir = tempfile.mkdtemp(prefix="dyne2e-", dir="/tmp")
+    port = freePort()
+    config = tmp_path / "httpd.conf"
+    config.write_text(
+        f"Port {port}\n"
+        "BindAddress 127.0.0.1\n"
+        f"DocumentRoot {docroot}\n"
+        f"FastCgiIpcDir {ipcDir}\n"
+        f"ErrorLog {tmp_path}/error.log\n"
+        "AddHandler fastcgi-script .fcgi\n"
+        "FCGIConfig -maxClassProcesses 1 -startDelay 1 -appConnTimeout 1\n"
+    )
+    server = Server(tmp_path, config, port)
+    try:
+        server.waitUntilListening()
+        assert server.get("/app.fcgi")[0] == 200
+        assert len(processesUnder(docroot)) == 1
+        results: dict[str, int] = {}
+        slow = threading.Thread(
+            target=lambda: results.update(slow=server.get("/app.fcgi?sleep=2500")[0])
+        )
+        slow.start()
+        time.sleep(0.3)
+        started = time.monotonic()
+        assert server.get("/app.fcgi")[0] == 503
+        assert time.monotonic() - started >= 0.9
+        slow.join(15)
+        assert results == {"slow": 200}
+        assert server.get("/plain.fcgi")[0] == 403
+        assert server.get("/escape.fcgi")[0] == 403
+        assert server.get("/%2e%2e/outside/tool.fcgi")[0] == 404
+        assert server.get("/x%2F..%2Foutside%2Ftool.fcgi")[0] == 404
+        assert processesUnder(outside) == []
+        assert len(processesUnder(docroot)) == 1
+        log = (tmp_path / "error.log").read_text()
+        assert "first request" in log
+        assert "appConnTimeout" in log
+        assert "not executable" in log
+        server.process.send_signal(signal.SIGTERM)
+        server.process.wait(30)
+        assert processesUnder(docroot) == []
+        assert os.listdir(ipcDir) == []
+    finally:
+        server.kill()
+        shutil.rmtree(ipcDir, True)
