@@ -26,7 +26,9 @@ median over C{--runs}):
     C{GET ?sleep=0} in a loop for C{--seconds} after a one-second warm-up.
   - C{procs}: processes of the class at the end.
 
-Rows: static with C{P} processes and with one; dynamic as the load made it
+Rows: static with C{P} processes (with kept connections, and with one
+connection per request as the dynamic pool does) and with one; dynamic as
+the load made it
 (fast requests never wait C{startDelay}, so it stays at one process);
 dynamic first grown to C{P} processes by C{2P} concurrent 1.5 s requests.
 Static and dynamic differ in connections too: the static pool keeps them
@@ -101,7 +103,11 @@ async def throughput(reactor: Any, pool: Any, clients: int, seconds: float) -> f
 
 
 async def runStatic(
-    reactor: Any, path: str, args: argparse.Namespace, processes: int
+    reactor: Any,
+    path: str,
+    args: argparse.Namespace,
+    processes: int,
+    keepAlive: bool = True,
 ) -> tuple[float, float, int]:
     """
     One static run with C{processes} processes: first-request latency,
@@ -117,7 +123,11 @@ async def runStatic(
     supervisor.privilegedStartService()
     supervisor.startService()
     pool = ConnectionPool(
-        reactor, supervisor.addressFor(path), maxConnections=processes
+        reactor,
+        supervisor.addressFor(path),
+        maxConnections=processes,
+        keepAlive=keepAlive,
+        probeValues=keepAlive,
     )
     try:
         await deferLater(reactor, 0.3, lambda: None)  # processes up
@@ -182,13 +192,20 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
     """
     path = peers.buildResponder()
     P = args.processes
-    names = [f"static P={P}", "static P=1", "dynamic", f"dynamic grown to {P}"]
+    names = [
+        f"static P={P}",
+        f"static P={P} no keep",
+        "static P=1",
+        "dynamic",
+        f"dynamic grown to {P}",
+    ]
     results: dict[str, list[tuple[float, float, int]]] = {n: [] for n in names}
     for _ in range(args.runs):
         results[names[0]].append(await runStatic(reactor, path, args, P))
-        results[names[1]].append(await runStatic(reactor, path, args, 1))
-        results[names[2]].append(await runDynamic(reactor, path, args, False))
-        results[names[3]].append(await runDynamic(reactor, path, args, True))
+        results[names[1]].append(await runStatic(reactor, path, args, P, False))
+        results[names[2]].append(await runStatic(reactor, path, args, 1))
+        results[names[3]].append(await runDynamic(reactor, path, args, False))
+        results[names[4]].append(await runDynamic(reactor, path, args, True))
     print(
         f"responder {path}; {args.clients} clients, {args.seconds} s, "
         f"P={args.processes}, medians of {args.runs} runs"
