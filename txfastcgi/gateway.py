@@ -93,7 +93,6 @@ from txfastcgi.authorizer import FastCGIAuthorizer
 from txfastcgi.cgienv import EnvironmentOptions, GatewayRequest, buildEnvironment
 from txfastcgi.cgiresponse import DEFAULT_MAX_HEADER_BYTES
 from txfastcgi.config.model import AuthorizerConfig, ServerConfig
-from txfastcgi.exchange import FastCGIExchange
 from txfastcgi.pool import ConnectionPool
 from txfastcgi.resource import FastCGIResource, gatewayRequestFor, requestBody
 from txfastcgi.routing import MergedConfig, Route, RouteKind, Router
@@ -217,34 +216,19 @@ class _RoutedFastCGIResource(FastCGIResource):
     L{gatewayRequestFor} cannot know) and the authorizers' variables.
     """
 
-    def render(self, request: Request) -> bytes | int:
+    def gatewayRequest(
+        self, request: Request, contentLength: int | None
+    ) -> GatewayRequest | None:
         """
-        Forward C{request} to the application.
-
-        @return: C{NOT_DONE_YET}.
+        The request's description, with its route's path variables.
         """
-        body, length = requestBody(request)
         assert self.documentRoot is not None
-        gateway = _gatewayRequest(
+        return _gatewayRequest(
             request,
-            contentLength=length,
+            contentLength=contentLength,
             documentRoot=self.documentRoot,
             serverName=self.serverName,
         )
-        if gateway is None:
-            _notFound(request)
-            return NOT_DONE_YET
-        exchange = FastCGIExchange(
-            request,
-            self.pool,
-            buildEnvironment(gateway, self.environmentOptions),
-            body=body,
-            onHead=self._onHead,
-            maxHeaderBytes=self.maxHeaderBytes,
-            retryAfter=self.retryAfter,
-        )
-        exchange.start()
-        return NOT_DONE_YET
 
 
 class _CGIScript(CGIScript):

@@ -374,14 +374,7 @@ class FastCGIResource(Resource):
         @return: C{NOT_DONE_YET}; the answer is written as it arrives.
         """
         body, length = requestBody(request)
-        gateway = gatewayRequestFor(
-            request,
-            contentLength=length,
-            scriptFilename=self.scriptFilename,
-            documentRoot=self.documentRoot,
-            serverName=self.serverName,
-            extraVariables=self.extraVariables,
-        )
+        gateway = self.gatewayRequest(request, length)
         if gateway is None:
             log.info(
                 "Refusing unsafe path info in {uri} (dot segment, encoded slash or NUL)",
@@ -402,6 +395,28 @@ class FastCGIResource(Resource):
         )
         exchange.start()
         return NOT_DONE_YET
+
+    def gatewayRequest(
+        self, request: Request, contentLength: int | None
+    ) -> GatewayRequest | None:
+        """
+        Describe C{request} for L{txfastcgi.cgienv}: the hook a subclass
+        overrides to supply its own path variables (the configured server's
+        L{txfastcgi.gateway} takes them from the request's route).
+
+        @param request: the request being rendered.
+        @param contentLength: the spooled body's length.
+        @return: the description, or L{None} to refuse unsafe path info with
+            404.
+        """
+        return gatewayRequestFor(
+            request,
+            contentLength=contentLength,
+            scriptFilename=self.scriptFilename,
+            documentRoot=self.documentRoot,
+            serverName=self.serverName,
+            extraVariables=self.extraVariables,
+        )
 
     def _onHead(self, exchange: FastCGIExchange, head: ResponseHead) -> None:
         if head.kind is LOCAL_REDIRECT and not exchange.clientGone:
