@@ -41,7 +41,7 @@ def main() -> None:
         keepAlive=not options.no_keepalive,
         maxConnections=options.max_connections,
     )
-    site = GatewaySite(FastCGIResource(pool))
+    site = GatewaySite(FastCGIResource(pool), maxRequestBodySize=None)
     site.log = lambda request: None  # type: ignore[method-assign]
     TCP4ServerEndpoint(reactor, options.port, interface="127.0.0.1").listen(site)
     reactor.run()  # type: ignore[attr-defined]
