@@ -51,19 +51,18 @@ from typing import IO, Any, Sequence, cast
 from twisted.logger import Logger
 from twisted.python.filepath import FilePath, InsecurePath
 from twisted.web import http, pages
-from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
 from txfastcgi.authorizer import authorizedGatewayRequest
 from txfastcgi.cgienv import EnvironmentOptions, buildFilterEnvironment
-from txfastcgi.cgiresponse import DEFAULT_MAX_HEADER_BYTES, LOCAL_REDIRECT, ResponseHead
+from txfastcgi.cgiresponse import DEFAULT_MAX_HEADER_BYTES
 from txfastcgi.exchange import DEFAULT_RETRY_AFTER, FastCGIExchange
 from txfastcgi.fcgi.constants import Role
 from txfastcgi.pool import ConnectionPool
 from txfastcgi.resource import (
     DEFAULT_MAX_REDIRECTS,
+    FastCGIResource,
     gatewayRequestFor,
-    internalRedirect,
     requestBody,
 )
 
@@ -136,10 +135,11 @@ def _forbidden(request: Request) -> None:
     _renderError(request, http.FORBIDDEN, "Forbidden", "You may not see this resource.")
 
 
-class FastCGIFilter(Resource):
+class FastCGIFilter(FastCGIResource):
     """
     Serves a file, or the files of a directory tree, through a FastCGI
-    Filter application (see the module docstring).
+    Filter application (see the module docstring).  A L{FastCGIResource}
+    in the Filter role: same options, same response handling.
 
     @ivar pool: the filter application's connection pool.
     @ivar path: the file or directory.
@@ -182,23 +182,22 @@ class FastCGIFilter(Resource):
         @param maxRedirects: internal redirects allowed per request.
         @param retryAfter: seconds for C{Retry-After}.
         """
-        super().__init__()  # type: ignore[no-untyped-call]
+        super().__init__(
+            pool,
+            scriptFilename=scriptFilename,
+            documentRoot=documentRoot,
+            serverName=serverName,
+            environmentOptions=environmentOptions,
+            extraVariables=extraVariables,
+            maxHeaderBytes=maxHeaderBytes,
+            maxRedirects=maxRedirects,
+            retryAfter=retryAfter,
+        )
         if not isinstance(path, FilePath):
             path = FilePath(os.fsdecode(path))
         elif isinstance(path.path, bytes):
             path = FilePath(os.fsdecode(path.path))
-        self.pool = pool
         self.path: FilePath[str] = path
-        self.scriptFilename = scriptFilename
-        self.documentRoot = documentRoot
-        self.serverName = serverName
-        self.environmentOptions = (
-            environmentOptions if environmentOptions is not None else EnvironmentOptions()
-        )
-        self.extraVariables = tuple(extraVariables)
-        self.maxHeaderBytes = maxHeaderBytes
-        self.maxRedirects = maxRedirects
-        self.retryAfter = retryAfter
         self.isLeaf = not self.path.isdir()
 
     def getChild(self, path: bytes, request: Any) -> Any:
@@ -301,11 +300,3 @@ class FastCGIFilter(Resource):
         exchange.notifyEnd().addCallback(lambda ignored: file.close())
         exchange.start()
         return NOT_DONE_YET
-
-    def _onHead(self, exchange: FastCGIExchange, head: ResponseHead) -> None:
-        if head.kind is LOCAL_REDIRECT and not exchange.clientGone:
-            assert head.location is not None
-            exchange.discard()
-            internalRedirect(exchange.request, head.location, maxRedirects=self.maxRedirects)
-        else:
-            exchange.respond(head)
