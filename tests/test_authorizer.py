@@ -18,6 +18,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request
 
 from tests.test_exchange import HTTPClient, HTTPResponse, events, makePool
+from tests.test_resource import recorder
 from txfastcgi.application import ApplicationRequest
 from txfastcgi.authorizer import (
     AUTHORIZATION_ATTRIBUTE,
@@ -130,32 +131,6 @@ def authorizerApp(
         request.write(answer)
 
     return MemoryApplicationEndpoint(handler, clock=Clock()), seen
-
-
-def responderApp() -> tuple[MemoryApplicationEndpoint, list[dict[bytes, bytes]], list[bytes]]:
-    """
-    An in-memory responder that records each request's params and body.
-
-    @return: the endpoint, the params seen, the bodies seen.
-    """
-    params: list[dict[bytes, bytes]] = []
-    bodies: list[bytes] = []
-
-    def handler(request: ApplicationRequest) -> Any:
-        params.append(dict(request.params))
-        chunks: list[bytes] = []
-
-        def more(data: bytes) -> Any:
-            chunks.append(data)
-            if request.stdin.ended:
-                bodies.append(b"".join(chunks))
-                request.write(b"Content-Type: text/plain\r\n\r\nresponder")
-                return None
-            return request.stdin.read().addCallback(more)
-
-        return request.stdin.read().addCallback(more)
-
-    return MemoryApplicationEndpoint(handler, clock=Clock()), params, bodies
 
 
 def siteWith(authorizer: FastCGIAuthorizer) -> tuple[GatewaySite, Leaf]:
@@ -290,7 +265,7 @@ class GrantTests(SynchronousTestCase):
         body.
         """
         authorizer, _ = authorizerApp()
-        responder, params, bodies = responderApp()
+        responder, params, bodies = recorder(b"Content-Type: text/plain\r\n\r\nresponder")
         site, _ = siteWith(
             FastCGIAuthorizer(
                 makePool(authorizer),
@@ -321,7 +296,7 @@ class GrantTests(SynchronousTestCase):
         authorizer, _ = authorizerApp(
             b"Variable-SCRIPT_NAME: /evil\r\nVariable-HTTPS: on\r\n\r\n"
         )
-        responder, params, _ = responderApp()
+        responder, params, _ = recorder(b"Content-Type: text/plain\r\n\r\nresponder")
         site, _ = siteWith(
             FastCGIAuthorizer(makePool(authorizer), FastCGIResource(makePool(responder)))
         )
