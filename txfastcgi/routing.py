@@ -978,10 +978,11 @@ class Router:
                 RouteKind.FORBIDDEN,
                 f"{filename} is not a regular file: not run as a dynamic application",
             )
-        if not found.st_mode & 0o111:
+        notExecutable = self._notExecutable(filename, found)
+        if notExecutable is not None:
             return make(
                 RouteKind.FORBIDDEN,
-                f"{filename} is not executable: not run as a dynamic application",
+                f"{filename} is {notExecutable}: not run as a dynamic application",
             )
         base = os.path.realpath(self._baseOf(uri))
         real = os.path.realpath(filename)
@@ -992,6 +993,42 @@ class Router:
                 "dynamic application",
             )
         return make(RouteKind.FASTCGI, app=os.path.normpath(filename), dynamic=True)
+
+    def _notExecutable(self, filename: str, found: os.stat_result) -> str | None:
+        """
+        Whether the processes of a dynamic application could execute
+        C{filename} (SPEC.md section 4.2: "executable by User/Group").  They
+        run as the server does once it has switched user; a server still
+        running as root starts them as C{User}/C{Group} when configured,
+        so then the permission bits are checked for that account, as
+        mod_fastcgi did.
+
+        @param filename: the file.
+        @param found: its C{stat}.
+        @return: why it is not executable (C{"not executable"}, C{"not
+            executable by user NAME"}), or C{None}.
+        """
+        mode = found.st_mode
+        if not mode & 0o111:
+            return "not executable"
+        if os.geteuid() != 0:
+            if not os.access(filename, os.X_OK):
+                return "not executable by the server's user"
+            return None
+        user = self.config.user
+        if user is None:
+            return None
+        group = self.config.group
+        gid = group.gid if group is not None else user.gid
+        if found.st_uid == user.uid:
+            allowed = mode & statModule.S_IXUSR
+        elif gid is not None and found.st_gid == gid:
+            allowed = mode & statModule.S_IXGRP
+        else:
+            allowed = mode & statModule.S_IXOTH
+        if not allowed:
+            return f"not executable by user {user.name}"
+        return None
 
     def _baseOf(self, uri: str) -> str:
         """
