@@ -474,3 +474,103 @@ class SupervisionTests(ManagerTestCase):
         self.successResultOf(stopped)
         self.failureResultOf(self.request(manager), DynamicUnavailable)
         self.assertFalse(os.path.exists(os.path.join(self.ipcDir, "dynamic")))
+
+
+class ReviewFixTests(ManagerTestCase):
+    """
+    Defects found in review: when the kill policy runs, what is logged, and
+    what happens when a start fails.
+    """
+
+    def test_policyRunsOnlyWhenThePMWouldWake(self) -> None:
+        """
+        Under C{processSlack} pressure the kill policy runs at a start (2.0:
+        a PLEASE_START or CONN_TIMEOUT message wakes the PM) and at its
+        timer, not when a request ends or a process dies (2.0: REQ_COMPLETE
+        sends no signal, a SIGCHLD-only wake-up skips the policy); else
+        the epoch would be reset by every request and a moderately loaded
+        class would never look idle enough to trim.
+        """
+        manager = self.manager(
+            maxProcesses=3,
+            processSlack=1,
+            minProcesses=2,
+            killInterval=100,
+            updateInterval=100,
+        )
+        first = self.successResultOf(self.request(manager, APP))
+        self.assertEqual(manager.policyRuns, 0)
+        second = self.successResultOf(self.request(manager, OTHER))
+        self.assertEqual(manager.policyRuns, 1)  # the start, 2 + 1 >= 3
+        for _ in range(5):
+            self.reactor.advance(1)
+            self.finish(first)
+            self.finish(second)
+            first = self.successResultOf(self.request(manager, APP))
+            second = self.successResultOf(self.request(manager, OTHER))
+        self.assertEqual(manager.policyRuns, 1)
+        self.assertEqual(len(self.reactor.spawned), 2)
+        self.reactor.advance(100)
+        self.assertEqual(manager.policyRuns, 2)
+
+    def test_drainedVictimTerminationLogged(self) -> None:
+        """
+        The C{SIGTERM} sent to a victim once its request ended is logged at
+        info with the reason.
+        """
+        manager = self.manager(killInterval=10, startDelay=100)
+        connection = self.successResultOf(self.request(manager))
+        self.reactor.advance(10)
+        self.assertEqual(self.logged(decision="terminate"), [])
+        self.finish(connection)
+        [term] = self.logged(decision="terminate")
+        self.assertEqual(term["log_level"].name, "info")
+        self.assertIn("request in progress finished", term["why"])
+        self.assertEqual(term["pid"], self.reactor.spawned[0].pid)
+
+    def test_idleVictimTerminationLogged(self) -> None:
+        """
+        An idle victim's C{SIGTERM} is logged too.
+        """
+        manager = self.manager(killInterval=10)
+        self.finish(self.successResultOf(self.request(manager)))
+        self.reactor.advance(10)
+        [term] = self.logged(decision="terminate")
+        self.assertIn("idle", term["why"])
+
+    def test_spawnFailureAnswersWaitersAtOnce(self) -> None:
+        """
+        When the class has no process and its start fails, the waiting
+        request fails at once with L{DynamicUnavailable} (503), logged,
+        instead of waiting for C{appConnTimeout}.
+        """
+        manager = self.manager(appConnTimeout=15)
+        self.reactor.spawnError = OSError(2, "No such file or directory")
+        d = self.request(manager)
+        self.failureResultOf(d, DynamicUnavailable)
+        self.assertEqual(len(self.logged(appClass=APP, count=1)), 1)
+        self.reactor.spawnError = None
+        self.successResultOf(self.request(manager))
+
+    def test_backoffSurvivesForgottenClass(self) -> None:
+        """
+        The quick-failure count of a binary that keeps crashing survives
+        its class being forgotten between requests, so the back-off of
+        SPEC.md Decision 7 still bounds its starts.
+        """
+        manager = self.manager(startDelay=100)
+        for _ in range(4):
+            d = self.request(manager)
+            self.successResultOf(d)
+            self.reactor.spawned[-1].exit(signal=11)
+            self.reactor.advance(1)
+        self.assertEqual(manager.processCount(), 0)
+        # Four quick failures, the last start at t=3: the next start waits
+        # for the 2 s back-off, though the request made a new class.
+        d = self.request(manager)
+        self.assertEqual(len(self.reactor.spawned), 4)
+        self.reactor.advance(0.9)
+        self.assertNoResult(d)
+        self.reactor.advance(0.1)
+        self.successResultOf(d)
+        self.assertEqual(len(self.reactor.spawned), 5)

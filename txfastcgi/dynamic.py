@@ -129,6 +129,9 @@ __all__ = [
     "socketKey",
 ]
 
+_HISTORY_LIMIT = 1000
+"""Forgotten classes whose failure history is kept (their back-off)."""
+
 Connector = Callable[[str, Any], "Deferred[Any]"]
 """Connects a protocol factory to a Unix socket path: C{(path, factory)}."""
 
@@ -337,6 +340,7 @@ class DynamicApplicationManager(Service):
     @ivar params: the decision parameters.
     @ivar state: the current state.
     @ivar stopGrace: seconds between SIGTERM and SIGKILL.
+    @ivar policyRuns: how many times the kill policy ran.
     """
 
     log = Logger()
@@ -380,12 +384,14 @@ class DynamicApplicationManager(Service):
             restartDelay=0.0, minServerLife=float(config.minServerLife)
         )
         self._classes: dict[str, _DynamicClass] = {}
+        self._histories: dict[str, ClassHistory] = {}
         self._dynamicDir: str | None = None
         self._env: dict[str, str] = {}
         self._epoch: float | None = None
         self._lastAnalysis = 0.0
         self._tickCall: DelayedCall | None = None
         self._stopWaiters: list[Deferred[None]] = []
+        self.policyRuns = 0
         self.state = "new"
 
     # --- public ---------------------------------------------------------------
@@ -570,6 +576,9 @@ class DynamicApplicationManager(Service):
         dynamicClass = self._classes.get(path)
         if dynamicClass is None:
             dynamicClass = self._classes[path] = _DynamicClass(path)
+            history = self._histories.pop(path, None)
+            if history is not None:
+                dynamicClass.history = history
             self.log.info(
                 "Dynamic application {appClass}: first request; class created",
                 appClass=path,
@@ -578,9 +587,9 @@ class DynamicApplicationManager(Service):
         waiter = _Waiter(factory, now)
         waiter.dynamicClass = dynamicClass
         dynamicClass.waiters.append(waiter)
-        if not any(not p.busy for p in dynamicClass.running):
-            if not dynamicClass.running:
-                self._wantProcess(dynamicClass, "on demand: no process is running")
+        wanted = not dynamicClass.running
+        if wanted:
+            self._wantProcess(dynamicClass, "on demand: no process is running")
         self._dispatch(dynamicClass)
         if waiter in dynamicClass.waiters:
             waiter.startDelayCall = self._clock.callLater(
@@ -590,7 +599,8 @@ class DynamicApplicationManager(Service):
                 waiter.timeoutCall = self._clock.callLater(
                     float(self.config.appConnTimeout), self._timedOut, waiter
                 )
-        self._evaluate()
+        if wanted:
+            self._evaluate()
         return waiter.deferred
 
     def _startDelayPassed(self, waiter: _Waiter) -> None:
@@ -725,10 +735,9 @@ class DynamicApplicationManager(Service):
         if process not in dynamicClass.processes:
             return
         if process.draining:
-            self._terminate(process, "its last request finished")
+            self._terminate(process, "its request in progress finished")
             return
         self._dispatch(dynamicClass)
-        self._evaluate()
 
     def _connectUnix(self, path: str, factory: Any) -> Deferred[Any]:
         from twisted.internet.endpoints import UNIXClientEndpoint
@@ -821,6 +830,7 @@ class DynamicApplicationManager(Service):
                 appClass=path,
                 error=str(e),
             )
+            self._failWaitersIfHopeless(dynamicClass, f"cannot create its socket: {e}")
             return False
         process = _Process(dynamicClass, slot, socketPath, listening, now)
         protocol = _AppProcess(self, process, now)
@@ -851,6 +861,7 @@ class DynamicApplicationManager(Service):
                 appClass=path,
                 error=str(e),
             )
+            self._failWaitersIfHopeless(dynamicClass, f"cannot start it: {e}")
             return False
         # The process has its copy as fd 0: when it dies, connections
         # queued to it are refused instead of waiting forever.
@@ -877,6 +888,27 @@ class DynamicApplicationManager(Service):
         # The kill policy runs (processSlack) once the caller has given the
         # new process its request: see _changed.
         return True
+
+    def _failWaitersIfHopeless(self, dynamicClass: _DynamicClass, why: str) -> None:
+        """
+        A start failed: if the class has no process that could serve its
+        waiting requests, answer them now (503) instead of letting them wait
+        for C{appConnTimeout}.
+        """
+        if dynamicClass.processes:
+            return
+        waiters, dynamicClass.waiters = dynamicClass.waiters, deque()
+        if waiters:
+            self.log.warn(
+                "Dynamic application {appClass}: {count} waiting requests answered "
+                "503: {why}",
+                appClass=dynamicClass.path,
+                count=len(waiters),
+                why=why,
+            )
+        for waiter in waiters:
+            waiter.cancelTimers()
+            waiter.deferred.errback(DynamicUnavailable(f"{dynamicClass.path}: {why}"))
 
     def _loadOf(self, dynamicClass: _DynamicClass, now: float) -> float:
         epoch = self._epoch if self._epoch is not None else now
@@ -905,6 +937,7 @@ class DynamicApplicationManager(Service):
             self.params, epoch=self._epoch, now=now, totalProcesses=running
         )
         if trigger is not None:
+            self.policyRuns += 1
             classes = list(self._classes.values())
             victims = chooseVictims(
                 self.params, [c.load() for c in classes], now=now, epoch=self._epoch
@@ -935,12 +968,23 @@ class DynamicApplicationManager(Service):
             decision="kill",
         )
         if not process.busy:
-            self._terminate(process, "idle")
+            self._terminate(process, "chosen by the kill policy while idle")
         elif dynamicClass.waiters:
             self._dispatch(dynamicClass)
 
     def _terminate(self, process: _Process, why: str) -> None:
+        """
+        Send a victim C{SIGTERM} (C{SIGKILL} after C{stopGrace}), logged
+        with C{why}.
+        """
         if process.protocol is not None and not process.protocol.stopping:
+            self.log.info(
+                "Dynamic application {appClass}: SIGTERM to pid {pid} ({why})",
+                appClass=process.dynamicClass.path,
+                pid=process.pid,
+                why=why,
+                decision="terminate",
+            )
             process.protocol.terminate(self.stopGrace)
 
     def _scheduleTick(self) -> None:
@@ -1032,11 +1076,15 @@ class DynamicApplicationManager(Service):
             if not any(c.processes for c in self._classes.values()):
                 self._finishStop()
             return
-        if dynamicClass.waiters and not dynamicClass.running:
+        wanted = bool(dynamicClass.waiters) and not dynamicClass.running
+        if wanted:
             self._wantProcess(dynamicClass, "a request waits and no process is running")
             self._dispatch(dynamicClass)
         self._forgetIfUnused(dynamicClass)
-        self._evaluate()
+        if wanted:
+            # A start request wakes the policy; a death alone does not
+            # (2.0 skips the kill policy on a purely SIGCHLD wake-up).
+            self._evaluate()
 
     def _forgetIfUnused(self, dynamicClass: _DynamicClass) -> None:
         if (
@@ -1046,6 +1094,12 @@ class DynamicApplicationManager(Service):
             and self._classes.get(dynamicClass.path) is dynamicClass
         ):
             del self._classes[dynamicClass.path]
+            if dynamicClass.history.quickFailures:
+                # Keep the back-off of a binary that keeps failing for the
+                # class made by its next request.
+                if len(self._histories) >= _HISTORY_LIMIT:
+                    self._histories.pop(next(iter(self._histories)))
+                self._histories[dynamicClass.path] = dynamicClass.history
             self.log.info(
                 "Dynamic application {appClass}: no process left; class removed",
                 appClass=dynamicClass.path,
