@@ -242,7 +242,9 @@ class GrowthTests(ManagerTestCase):
         C{maxClassProcesses}, one start per request that waited; the limit
         is logged once.
         """
-        manager = self.manager(maxClassProcesses=4, startDelay=1, appConnTimeout=0)
+        manager = self.manager(
+            maxClassProcesses=4, startDelay=1, appConnTimeout=0, initStartDelay=0
+        )
         ds = [self.request(manager) for _ in range(8)]
         self.assertEqual(len(self.reactor.spawned), 1)
         self.reactor.advance(0.999)
@@ -387,7 +389,11 @@ class KillPolicyTests(ManagerTestCase):
         C{killInterval} down to the floor.
         """
         manager = self.manager(
-            killInterval=10, updateInterval=10, startDelay=1, minProcesses=1
+            killInterval=10,
+            updateInterval=10,
+            startDelay=1,
+            minProcesses=1,
+            initStartDelay=0,
         )
         connections = [self.request(manager) for _ in range(3)]
         self.reactor.advance(1)
@@ -574,3 +580,179 @@ class ReviewFixTests(ManagerTestCase):
         self.reactor.advance(0.1)
         self.successResultOf(d)
         self.assertEqual(len(self.reactor.spawned), 5)
+
+
+class SpacingTests(ManagerTestCase):
+    """
+    Starts for growth are spaced by C{-init-start-delay} (fresh slots) and
+    C{-restart-delay} (used slots); starts on demand are not.
+    """
+
+    def test_growthSpacedByInitStartDelay(self) -> None:
+        """
+        Eight waiting requests grow the class one process per
+        C{initStartDelay} seconds from the class's last start, each start
+        logged, the postponements too.
+        """
+        manager = self.manager(
+            maxClassProcesses=4, startDelay=1, appConnTimeout=0, initStartDelay=2
+        )
+        ds = [self.request(manager) for _ in range(8)]
+        times = []
+        for _ in range(32):
+            before = len(self.reactor.spawned)
+            self.reactor.advance(0.25)
+            if len(self.reactor.spawned) > before:
+                times.append(self.reactor.seconds())
+        self.assertEqual(times, [2.0, 4.0, 6.0])
+        self.assertEqual(manager.processCount(APP), 4)
+        postponed = self.logged(decision="postpone")
+        self.assertTrue(postponed)
+        self.assertIn("-init-start-delay 2 s", postponed[0]["why"])
+        for d in ds:
+            d.cancel()
+            d.addErrback(lambda f: None)
+
+    def test_usedSlotSpacedByRestartDelay(self) -> None:
+        """
+        Growth into a slot that held a process before waits
+        C{restartDelay} after the class's last start.
+        """
+        manager = self.manager(
+            maxClassProcesses=2,
+            startDelay=1,
+            initStartDelay=0,
+            restartDelay=4,
+            killInterval=1000,
+        )
+        first = self.successResultOf(self.request(manager))
+        d = self.request(manager)
+        self.reactor.advance(1)  # grows into slot 1 (fresh) at t=1
+        second = self.successResultOf(d)
+        self.finish(second)
+        self.reactor.spawned[1].exit(exitCode=0)  # slot 1 free again
+        d = self.request(manager)
+        self.reactor.advance(1)  # t=2: wanted, due 1 + 4 = 5
+        self.assertEqual(len(self.reactor.spawned), 2)
+        [postponed] = self.logged(decision="postpone")
+        self.assertIn("-restart-delay 4 s", postponed["why"])
+        self.reactor.advance(2.9)
+        self.assertNoResult(d)
+        self.reactor.advance(0.1)
+        self.successResultOf(d)
+        self.assertEqual(len(self.reactor.spawned), 3)
+        self.finish(first)
+
+    def test_onDemandNotSpaced(self) -> None:
+        """
+        A request that finds no running process starts one at once, however
+        recently the class started one.
+        """
+        manager = self.manager(restartDelay=100, initStartDelay=100)
+        self.successResultOf(self.request(manager))
+        self.reactor.spawned[0].exit(exitCode=0)
+        self.successResultOf(self.request(manager))
+        self.assertEqual(len(self.reactor.spawned), 2)
+
+
+class RestartTests(ManagerTestCase):
+    """
+    C{-restart}: a dynamic process that dies on its own is restarted,
+    C{restartDelay} after the class's last start; without it, only a
+    request starts another.
+    """
+
+    def test_restartAfterRestartDelay(self) -> None:
+        """
+        With C{-restart}, a process that crashes is restarted once
+        C{restartDelay} has passed since the class's last start, logged.
+        """
+        manager = self.manager(restart=True, restartDelay=5)
+        self.finish(self.successResultOf(self.request(manager)))
+        self.reactor.advance(2)
+        self.reactor.spawned[0].exit(signal=11)
+        [death] = self.logged(signal=11, appClass=APP)
+        self.assertIn("-restart", death["then"])
+        self.reactor.advance(2.9)
+        self.assertEqual(len(self.reactor.spawned), 1)
+        self.reactor.advance(0.1)
+        self.assertEqual(len(self.reactor.spawned), 2)
+        self.assertEqual(manager.processCount(APP), 1)
+        [start] = [e for e in self.logged(decision="start") if "-restart" in e["reason"]]
+        self.assertEqual(start["pid"], self.reactor.spawned[1].pid)
+
+    def test_restartAtOnceWhenLongAfterLastStart(self) -> None:
+        """
+        A process that dies long after the class's last start is restarted
+        at once.
+        """
+        manager = self.manager(restart=True, restartDelay=5, killInterval=1000)
+        self.finish(self.successResultOf(self.request(manager)))
+        self.reactor.advance(60)
+        self.reactor.spawned[0].exit(exitCode=0)
+        self.assertEqual(len(self.reactor.spawned), 2)
+
+    def test_noRestartWithoutFlag(self) -> None:
+        """
+        Without C{-restart} (and C{singleThreshold} not 0) nothing restarts
+        a process nobody needs.
+        """
+        manager = self.manager(restartDelay=0)
+        self.finish(self.successResultOf(self.request(manager)))
+        self.reactor.spawned[0].exit(exitCode=1)
+        self.reactor.advance(100)
+        self.assertEqual(len(self.reactor.spawned), 1)
+        self.assertEqual(manager.processCount(), 0)
+
+    def test_lastInstanceRestartedWithSingleThresholdZero(self) -> None:
+        """
+        With C{-singleThreshold 0} (keep the last instance), the last
+        process of a class is restarted when it dies, as in mod_fastcgi
+        HEAD; one of several is not.
+        """
+        manager = self.manager(
+            singleThreshold=0, restartDelay=0, startDelay=1, initStartDelay=0,
+            killInterval=1000,
+        )
+        first = self.successResultOf(self.request(manager))
+        d = self.request(manager)
+        self.reactor.advance(1)
+        second = self.successResultOf(d)
+        self.finish(first)
+        self.finish(second)
+        self.reactor.spawned[1].exit(exitCode=0)
+        self.assertEqual(len(self.reactor.spawned), 2)
+        self.reactor.spawned[0].exit(exitCode=0)
+        self.assertEqual(len(self.reactor.spawned), 3)
+        self.assertEqual(manager.processCount(APP), 1)
+
+    def test_restartsBackOff(self) -> None:
+        """
+        A binary that keeps crashing right after its restart backs off
+        (SPEC.md Decision 7) instead of restarting every C{restartDelay}.
+        """
+        manager = self.manager(restart=True, restartDelay=0, killInterval=1000)
+        self.finish(self.successResultOf(self.request(manager)))
+        for _ in range(4):
+            self.reactor.spawned[-1].exit(signal=11)
+        self.assertEqual(len(self.reactor.spawned), 4)
+        backoffs = [e for e in self.logged(decision="postpone") if "back-off" in e["why"]]
+        self.assertEqual(len(backoffs), 1)
+        self.reactor.advance(2)
+        self.assertEqual(len(self.reactor.spawned), 5)
+
+    def test_restartOwedDroppedAtLimit(self) -> None:
+        """
+        A restart that would exceed C{maxProcesses} is not made (logged).
+        """
+        manager = self.manager(
+            restart=True, restartDelay=5, maxProcesses=1, processSlack=1,
+            minProcesses=1, killInterval=1000,
+        )
+        self.finish(self.successResultOf(self.request(manager, APP)))
+        self.reactor.advance(1)
+        self.reactor.spawned[0].exit(exitCode=0)  # restart due at t=5
+        self.finish(self.successResultOf(self.request(manager, OTHER)))
+        self.reactor.advance(10)
+        self.assertEqual(manager.processCount(APP), 0)
+        self.assertEqual(len(self.logged(limit="maxProcesses", appClass=APP)), 1)

@@ -12,6 +12,7 @@ from txfastcgi.loadpolicy import (
     ClassLoad,
     KillTrigger,
     LoadParameters,
+    StartKind,
     StartRefusal,
     Victim,
     analysisDue,
@@ -21,6 +22,8 @@ from txfastcgi.loadpolicy import (
     mayStart,
     scaledLoad,
     smoothLoad,
+    startDue,
+    startSpacing,
 )
 
 SEED = LoadParameters()
@@ -42,6 +45,8 @@ def test_defaultsAreTheSeeds() -> None:
         singleThreshold=10.0,
         multiThreshold=50.0,
         processSlack=5,
+        initStartDelay=1.0,
+        restartDelay=5.0,
     )
     assert params == SEED
 
@@ -320,3 +325,57 @@ def withService(load: ClassLoad, seconds: float) -> ClassLoad:
     @return: C{load} with C{seconds} more service time this period.
     """
     return ClassLoad(load.path, load.processes, load.connTime + seconds, load.smooth)
+
+
+@pytest.mark.parametrize(
+    "kind, freshSlot, expected",
+    [
+        (StartKind.ON_DEMAND, True, 0.0),
+        (StartKind.ON_DEMAND, False, 0.0),
+        (StartKind.GROWTH, True, 1.0),
+        (StartKind.GROWTH, False, 5.0),
+        (StartKind.RESTART, True, 5.0),
+        (StartKind.RESTART, False, 5.0),
+    ],
+)
+def test_startSpacing(kind: StartKind, freshSlot: bool, expected: float) -> None:
+    """
+    Growth into a fresh slot waits C{initStartDelay}, into a used slot and
+    a restart C{restartDelay}; a start on demand is not spaced.
+    """
+    assert startSpacing(SEED, kind, freshSlot=freshSlot) == expected
+
+
+@pytest.mark.parametrize(
+    "kind, lastStart, freshSlot, now, expected",
+    [
+        (StartKind.GROWTH, None, True, 10.0, 10.0),  # the class's first start
+        (StartKind.GROWTH, 9.5, True, 10.0, 10.5),
+        (StartKind.GROWTH, 9.0, True, 10.0, 10.0),
+        (StartKind.GROWTH, 9.0, False, 10.0, 14.0),
+        (StartKind.RESTART, 2.0, True, 10.0, 10.0),
+        (StartKind.RESTART, 8.0, True, 10.0, 13.0),
+        (StartKind.ON_DEMAND, 9.9, False, 10.0, 10.0),
+        (StartKind.GROWTH, 50.0, True, 10.0, 11.0),  # the clock went back
+    ],
+)
+def test_startDue(
+    kind: StartKind,
+    lastStart: float | None,
+    freshSlot: bool,
+    now: float,
+    expected: float,
+) -> None:
+    """
+    A start is due its spacing after the class's last start, and never
+    before now.
+    """
+    assert startDue(SEED, kind, lastStart=lastStart, freshSlot=freshSlot, now=now) == expected
+
+
+def test_startSpacingFromConfig() -> None:
+    """
+    C{-init-start-delay} and C{-restart-delay} reach the parameters.
+    """
+    params = LoadParameters.fromConfig(DynamicConfig(initStartDelay=0, restartDelay=2))
+    assert (params.initStartDelay, params.restartDelay) == (0.0, 2.0)

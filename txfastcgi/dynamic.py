@@ -108,6 +108,7 @@ from txfastcgi.ipc import (
 from txfastcgi.loadpolicy import (
     ClassLoad,
     LoadParameters,
+    StartKind,
     StartRefusal,
     Victim,
     analysisDue,
@@ -116,6 +117,7 @@ from txfastcgi.loadpolicy import (
     loadFactor,
     mayStart,
     smoothLoad,
+    startDue,
 )
 from txfastcgi.policy import ClassHistory, RestartPolicy, nextStartTime, recordDeath, recordStart
 from txfastcgi.supervisor import DEFAULT_STOP_GRACE, ProcessReactor, _AppProcess
@@ -270,10 +272,15 @@ class _DynamicClass:
     @ivar connTime: service seconds of requests finished this period.
     @ivar smooth: the smoothed service seconds per period.
     @ivar history: restart history, for the back-off of a crashing binary.
-    @ivar startCall: a start postponed by the back-off.
+    @ivar startCall: a postponed start (spacing or back-off).
+    @ivar startAt: when C{startCall} is due.
     @ivar limitLogged: the limit whose refusal was logged (not again until
         a start succeeds).
     @ivar starts: processes started.
+    @ivar usedSlots: the slot numbers that held a process (for the spacing
+        of L{txfastcgi.loadpolicy.startDue}).
+    @ivar restartsOwed: processes that died on their own and are to be
+        restarted (C{-restart}).
     """
 
     def __init__(self, path: str) -> None:
@@ -285,8 +292,11 @@ class _DynamicClass:
         self.smooth = 0.0
         self.history = ClassHistory()
         self.startCall: DelayedCall | None = None
+        self.startAt = 0.0
         self.limitLogged: StartRefusal | None = None
         self.starts = 0
+        self.usedSlots: set[int] = set()
+        self.restartsOwed = 0
 
     @property
     def running(self) -> list[_Process]:
@@ -589,7 +599,9 @@ class DynamicApplicationManager(Service):
         dynamicClass.waiters.append(waiter)
         wanted = not dynamicClass.running
         if wanted:
-            self._wantProcess(dynamicClass, "on demand: no process is running")
+            self._wantProcess(
+                dynamicClass, "on demand: no process is running", StartKind.ON_DEMAND
+            )
         self._dispatch(dynamicClass)
         if waiter in dynamicClass.waiters:
             waiter.startDelayCall = self._clock.callLater(
@@ -612,6 +624,7 @@ class DynamicApplicationManager(Service):
         self._wantProcess(
             dynamicClass,
             f"a request waited {waited:g} s (startDelay {self.config.startDelay} s)",
+            StartKind.GROWTH if dynamicClass.running else StartKind.ON_DEMAND,
         )
         self._dispatch(dynamicClass)
         if waiter in dynamicClass.waiters:
@@ -748,10 +761,18 @@ class DynamicApplicationManager(Service):
 
     # --- starting -------------------------------------------------------------------
 
-    def _wantProcess(self, dynamicClass: _DynamicClass, reason: str) -> None:
+    def _wantProcess(
+        self, dynamicClass: _DynamicClass, reason: str, kind: StartKind
+    ) -> None:
         """
-        A request needs one more process of the class: start one unless a
-        limit or the back-off forbids it (logged).
+        One more process of the class is wanted: start one unless a limit
+        forbids it (logged), or later when the spacing of
+        L{txfastcgi.loadpolicy.startDue} or the crash back-off says so (the
+        postponement is logged, and the start happens then if it is still
+        wanted: see L{_postponedStart}).
+
+        @param reason: why, for the log.
+        @param kind: the kind of start (spacing).
         """
         if self.state != "running":
             return
@@ -761,6 +782,8 @@ class DynamicApplicationManager(Service):
             totalProcesses=self.processCount(),
         )
         if refusal is not None:
+            if kind is StartKind.RESTART:
+                dynamicClass.restartsOwed = 0
             if dynamicClass.limitLogged is not refusal:
                 dynamicClass.limitLogged = refusal
                 limit = (
@@ -782,27 +805,81 @@ class DynamicApplicationManager(Service):
                 )
             return
         now = self._clock.seconds()
-        due = nextStartTime(self._restartPolicy, dynamicClass.history, now)
+        slot = self._freeSlot(dynamicClass)
+        spaced = startDue(
+            self.params,
+            kind,
+            lastStart=dynamicClass.history.lastStart,
+            freshSlot=slot not in dynamicClass.usedSlots,
+            now=now,
+        )
+        backoff = nextStartTime(self._restartPolicy, dynamicClass.history, now)
+        due = max(spaced, backoff)
         if due > now:
-            if dynamicClass.startCall is None:
-                self.log.warn(
-                    "Dynamic application {appClass}: its processes keep dying; "
-                    "next start in {wait} s",
-                    appClass=dynamicClass.path,
-                    wait=due - now,
-                )
-                dynamicClass.startCall = self._clock.callLater(
-                    due - now, self._postponedStart, dynamicClass
-                )
+            if dynamicClass.startCall is not None and dynamicClass.startAt <= due:
+                return
+            if dynamicClass.startCall is not None:
+                dynamicClass.startCall.cancel()
+            if backoff >= spaced:
+                why = "its processes keep dying (back-off)"
+            elif kind is StartKind.RESTART or slot in dynamicClass.usedSlots:
+                why = f"-restart-delay {self.params.restartDelay:g} s after its last start"
+            else:
+                why = f"-init-start-delay {self.params.initStartDelay:g} s after its last start"
+            emit = self.log.warn if backoff >= spaced else self.log.info
+            emit(
+                "Dynamic application {appClass}: another process wanted "
+                "({reason}); it starts in {wait:.2f} s: {why}",
+                appClass=dynamicClass.path,
+                reason=reason,
+                wait=due - now,
+                why=why,
+                load=self._loadOf(dynamicClass, now),
+                processes=len(dynamicClass.processes),
+                total=self.processCount(),
+                decision="postpone",
+            )
+            dynamicClass.startAt = due
+            dynamicClass.startCall = self._clock.callLater(
+                due - now, self._postponedStart, dynamicClass
+            )
             return
-        self._spawn(dynamicClass, reason)
+        if self._spawn(dynamicClass, reason) and kind is StartKind.RESTART:
+            dynamicClass.restartsOwed = max(0, dynamicClass.restartsOwed - 1)
 
     def _postponedStart(self, dynamicClass: _DynamicClass) -> None:
+        """
+        A postponed start is due: start a process if one is still wanted (a
+        restart owed, or a request waiting with no process free to take
+        it), then further ones later if still owed.
+        """
         dynamicClass.startCall = None
-        if dynamicClass.waiters and not any(not p.busy for p in dynamicClass.running):
-            self._wantProcess(dynamicClass, "a request waits (after back-off)")
-            self._dispatch(dynamicClass)
-            self._evaluate()
+        if self.state != "running":
+            return
+        waiting = bool(dynamicClass.waiters) and not any(
+            not p.busy for p in dynamicClass.running
+        )
+        if dynamicClass.restartsOwed:
+            self._wantProcess(
+                dynamicClass, "restarting a process that died (-restart)", StartKind.RESTART
+            )
+        elif waiting:
+            if dynamicClass.running:
+                self._wantProcess(
+                    dynamicClass, "a request still waits", StartKind.GROWTH
+                )
+            else:
+                self._wantProcess(
+                    dynamicClass, "on demand: no process is running", StartKind.ON_DEMAND
+                )
+        else:
+            return
+        self._dispatch(dynamicClass)
+        if dynamicClass.restartsOwed and dynamicClass.startCall is None:
+            self._wantProcess(
+                dynamicClass, "restarting a process that died (-restart)", StartKind.RESTART
+            )
+        self._evaluate()
 
     def _freeSlot(self, dynamicClass: _DynamicClass) -> int:
         used = {p.slot for p in dynamicClass.processes}
@@ -832,6 +909,7 @@ class DynamicApplicationManager(Service):
             )
             self._failWaitersIfHopeless(dynamicClass, f"cannot create its socket: {e}")
             return False
+        dynamicClass.usedSlots.add(slot)
         process = _Process(dynamicClass, slot, socketPath, listening, now)
         protocol = _AppProcess(self, process, now)
         process.protocol = protocol
@@ -1060,13 +1138,27 @@ class DynamicApplicationManager(Service):
                 signal=signal,
                 runningSince=[p.startedAt for p in dynamicClass.processes],
             )
+            restart = self.config.restart or (
+                not dynamicClass.processes and self.params.singleThreshold == 0
+            )
+            if restart:
+                dynamicClass.restartsOwed += 1
+                then = (
+                    "restarted (-restart)"
+                    if self.config.restart
+                    else "restarted: it was the last one and -singleThreshold 0 "
+                    "keeps one"
+                )
+            else:
+                then = "replaced only when a request needs it"
             emit = self.log.info if exitCode == 0 else self.log.error
             emit(
                 "Dynamic application {appClass} pid {pid} {how} after {lifetime:.1f} "
-                "s; replaced only when a request needs it",
+                "s; {then}",
                 appClass=dynamicClass.path,
                 pid=protocol.pid,
                 how="exited with " + how if signal is None else "crashed (" + how + ")",
+                then=then,
                 exitCode=exitCode,
                 signal=signal,
                 lifetime=decision.lifetime,
@@ -1076,9 +1168,19 @@ class DynamicApplicationManager(Service):
             if not any(c.processes for c in self._classes.values()):
                 self._finishStop()
             return
-        wanted = bool(dynamicClass.waiters) and not dynamicClass.running
-        if wanted:
-            self._wantProcess(dynamicClass, "a request waits and no process is running")
+        needed = bool(dynamicClass.waiters) and not dynamicClass.running
+        wanted = needed or bool(dynamicClass.restartsOwed)
+        if dynamicClass.restartsOwed:
+            self._wantProcess(
+                dynamicClass, "restarting a process that died (-restart)", StartKind.RESTART
+            )
+            self._dispatch(dynamicClass)
+        if needed and not dynamicClass.running:
+            self._wantProcess(
+                dynamicClass,
+                "on demand: a request waits and no process is running",
+                StartKind.ON_DEMAND,
+            )
             self._dispatch(dynamicClass)
         self._forgetIfUnused(dynamicClass)
         if wanted:

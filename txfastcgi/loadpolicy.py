@@ -19,6 +19,21 @@ Rules (SPEC.md sections 4.4 to 4.6)
     maxProcs").  Processes being drained after a kill decision still count:
     they are still there.
 
+  - B{Spacing} (L{startDue}, mod_fastcgi HEAD's C{-init-start-delay} and
+    C{-restart-delay} for dynamic applications, SPEC.md section 4.6): a
+    start asked for by a request that waited C{startDelay}
+    (L{StartKind.GROWTH}) happens no sooner than C{initStartDelay} seconds
+    after the class's last start when it fills a slot the class never used,
+    or C{restartDelay} seconds when the slot held a process before (HEAD's
+    "restart-delay (slot used before) or init-start-delay (fresh slot)"); a
+    restart of a process that died on its own (C{-restart},
+    L{StartKind.RESTART}) waits C{restartDelay} after the class's last start
+    (the seed rule of SPEC.md section 1.4).  A start for a request when the
+    class has no running process (L{StartKind.ON_DEMAND}) is not spaced: a
+    request waits for it, and the crash back-off of L{txfastcgi.policy}
+    (which the manager applies to every start) already bounds a binary that
+    keeps dying.
+
   - B{Smoothing} (L{analysisDue}, L{smoothLoad}): every C{updateInterval}
     seconds, for every class, C{smooth := (1 - gain) * smooth + gain *
     connTime} and C{connTime := 0}.  C{connTime} is the service time of the
@@ -71,6 +86,7 @@ __all__ = [
     "ClassLoad",
     "KillTrigger",
     "LoadParameters",
+    "StartKind",
     "StartRefusal",
     "Victim",
     "analysisDue",
@@ -80,6 +96,8 @@ __all__ = [
     "mayStart",
     "scaledLoad",
     "smoothLoad",
+    "startDue",
+    "startSpacing",
 ]
 
 _EPSILON = 1e-6
@@ -101,6 +119,8 @@ class LoadParameters:
     @ivar singleThreshold: C{-singleThreshhold}.
     @ivar multiThreshold: C{-multiThreshhold}.
     @ivar processSlack: C{-processSlack}.
+    @ivar initStartDelay: C{-init-start-delay} seconds.
+    @ivar restartDelay: C{-restart-delay} seconds.
     """
 
     maxProcesses: int = 50
@@ -112,6 +132,8 @@ class LoadParameters:
     singleThreshold: float = 10.0
     multiThreshold: float = 50.0
     processSlack: int = 5
+    initStartDelay: float = 1.0
+    restartDelay: float = 5.0
 
     @classmethod
     def fromConfig(cls, config: DynamicConfig) -> LoadParameters:
@@ -129,6 +151,8 @@ class LoadParameters:
             singleThreshold=float(config.singleThreshold),
             multiThreshold=float(config.multiThreshold),
             processSlack=config.processSlack,
+            initStartDelay=float(config.initStartDelay),
+            restartDelay=float(config.restartDelay),
         )
 
 
@@ -161,6 +185,63 @@ def mayStart(
     if totalProcesses + 1 > params.maxProcesses:
         return StartRefusal.TOTAL_LIMIT
     return None
+
+
+class StartKind(Enum):
+    """
+    Why a process of a class is started.
+
+    @cvar ON_DEMAND: a request waits and no process of the class runs.
+    @cvar GROWTH: a request waited C{startDelay} for a busy class.
+    @cvar RESTART: a process died on its own and C{-restart} replaces it.
+    """
+
+    ON_DEMAND = "on demand"
+    GROWTH = "growth"
+    RESTART = "restart"
+
+
+def startSpacing(params: LoadParameters, kind: StartKind, *, freshSlot: bool) -> float:
+    """
+    The least time between the class's last start and a start of this kind.
+
+    @param params: the parameters.
+    @param kind: why the process starts.
+    @param freshSlot: whether the start fills a slot the class never used.
+    @return: seconds: 0 on demand; C{restartDelay} for a restart or for
+        growth into a used slot; C{initStartDelay} for growth into a fresh
+        slot.
+    """
+    if kind is StartKind.ON_DEMAND:
+        return 0.0
+    if kind is StartKind.GROWTH and freshSlot:
+        return params.initStartDelay
+    return params.restartDelay
+
+
+def startDue(
+    params: LoadParameters,
+    kind: StartKind,
+    *,
+    lastStart: float | None,
+    freshSlot: bool,
+    now: float,
+) -> float:
+    """
+    When a start of this kind may happen (see the module docstring).
+
+    @param params: the parameters.
+    @param kind: why the process starts.
+    @param lastStart: the class's most recent start, or C{None}.
+    @param freshSlot: whether the start fills a slot the class never used.
+    @param now: the time now.
+    @return: an absolute time C{>= now}.  A last start "in the future" (the
+        clock went back) counts as now.
+    """
+    if lastStart is None:
+        return now
+    spacing = startSpacing(params, kind, freshSlot=freshSlot)
+    return max(now, min(lastStart, now) + spacing)
 
 
 @dataclass(frozen=True)
