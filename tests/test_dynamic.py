@@ -18,9 +18,11 @@ from twisted.trial.unittest import SynchronousTestCase
 from tests.test_supervisor import FakeProcess, FakeProcessReactor
 from txfastcgi.appclass import IpcDirConfig
 from txfastcgi.config.model import DynamicConfig
+from txfastcgi.client import FastCGIRequest
 from txfastcgi.dynamic import (
     DynamicApplicationManager,
     DynamicEndpoint,
+    DynamicPool,
     DynamicStartTimeout,
     DynamicUnavailable,
     socketKey,
@@ -756,3 +758,78 @@ class RestartTests(ManagerTestCase):
         self.reactor.advance(10)
         self.assertEqual(manager.processCount(APP), 0)
         self.assertEqual(len(self.logged(limit="maxProcesses", appClass=APP)), 1)
+
+
+class AutoUpdateTests(ManagerTestCase):
+    """
+    C{-autoUpdate}: processes of a file that changed since they started are
+    drained and stopped when a request for the application arrives.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.app = os.path.join(self.ipcDir, "app.fcgi")
+        with open(self.app, "wb") as f:
+            f.write(b"#!/bin/sh\n")
+        os.utime(self.app, ns=(10**18, 10**18))
+
+    def test_changedFileDrainsOldProcesses(self) -> None:
+        """
+        After the file's time changes, the next request's arrival stops the
+        idle old process at once and the busy one after its request
+        (logged); the request gets a new process.
+        """
+        manager = self.manager(autoUpdate=True, startDelay=1, initStartDelay=0)
+        busy = self.successResultOf(self.request(manager, self.app))
+        d = self.request(manager, self.app)
+        self.reactor.advance(1)
+        self.finish(self.successResultOf(d))
+        busyProcess, idleProcess = self.reactor.spawned
+        manager._arrived(self.app)
+        self.assertEqual(self.logged(decision="update"), [])
+        os.utime(self.app, ns=(2 * 10**18, 2 * 10**18))
+        manager._arrived(self.app)
+        self.assertEqual(len(self.logged(decision="update")), 2)
+        self.assertEqual(idleProcess.signals, ["TERM"])
+        self.assertEqual(busyProcess.signals, [])
+        new = self.successResultOf(self.request(manager, self.app))
+        self.assertEqual(len(self.reactor.spawned), 3)
+        self.assertNotEqual(new.path, busy.path)
+        self.finish(busy)
+        self.assertEqual(busyProcess.signals, ["TERM"])
+        manager._arrived(self.app)
+        self.assertEqual(len(self.logged(decision="update")), 2)
+
+    def test_olderFileCountsAsChanged(self) -> None:
+        """
+        A file moved back to an older time (a rollback) also counts.
+        """
+        manager = self.manager(autoUpdate=True)
+        self.finish(self.successResultOf(self.request(manager, self.app)))
+        os.utime(self.app, ns=(10**17, 10**17))
+        manager._arrived(self.app)
+        self.assertEqual(self.reactor.spawned[0].signals, ["TERM"])
+
+    def test_offByDefault(self) -> None:
+        """
+        Without C{-autoUpdate} a changed file changes nothing.
+        """
+        manager = self.manager()
+        self.finish(self.successResultOf(self.request(manager, self.app)))
+        os.utime(self.app, ns=(2 * 10**18, 2 * 10**18))
+        manager._arrived(self.app)
+        self.assertEqual(self.reactor.spawned[0].signals, [])
+
+    def test_poolReportsArrivals(self) -> None:
+        """
+        L{DynamicPool} tells the manager of each request before taking it.
+        """
+        manager = self.manager()
+        arrived: list[str] = []
+        manager._arrived = arrived.append  # type: ignore[method-assign]
+        pool = manager.poolFor(self.app)
+        self.assertIsInstance(pool, DynamicPool)
+        request = FastCGIRequest([], writeStdout=lambda data: None)
+        pool.closeAll()
+        self.failureResultOf(pool.request(request))
+        self.assertEqual(arrived, [self.app])

@@ -269,3 +269,37 @@ def test_gatewayServesDynamicApplications(tmp_path: Path, responderBinary: str) 
     finally:
         server.kill()
         shutil.rmtree(ipcDir, True)
+
+
+@pytest_twisted.ensureDeferred
+async def test_autoUpdateRestartsChangedApplication(
+    responderBinary: str, peerDir: str, events: Events
+) -> None:
+    """
+    With C{-autoUpdate}, once the application's file changes the next
+    request is served by a new process and the old one exits; no request
+    fails.
+    """
+    before = children()
+    path = os.path.join(peerDir, "app.fcgi")
+    shutil.copy(responderBinary, path)
+    os.utime(path, (1_000_000_000, 1_000_000_000))
+    manager = startManager(peerDir, autoUpdate=True)
+    pool = manager.poolFor(path)
+    spawned: set[int] = set()
+    try:
+        headers, _ = await get(pool, "")
+        old = int(headers["x-pid"])
+        spawned.add(old)
+        headers, _ = await get(pool, "")
+        assert int(headers["x-pid"]) == old
+        os.utime(path, (1_100_000_000, 1_100_000_000))
+        headers, _ = await get(pool, "")
+        new = int(headers["x-pid"])
+        spawned.add(new)
+        assert new != old
+        await waitFor(lambda: not alive(old), "the old process to exit", 10)
+        assert manager.pids(path) == [new]
+        assert len(events.having(decision="update", appClass=path)) == 1
+    finally:
+        await stopAndCheck(manager, pool, before, spawned, peerDir)

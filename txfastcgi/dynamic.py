@@ -105,6 +105,7 @@ from txfastcgi.ipc import (
     prepareDynamicDirectory,
     prepareIpcDirectory,
 )
+from txfastcgi.pool import ConnectionPool
 from txfastcgi.loadpolicy import (
     ClassLoad,
     LoadParameters,
@@ -119,6 +120,7 @@ from txfastcgi.loadpolicy import (
     smoothLoad,
     startDue,
 )
+from txfastcgi.client import FastCGIRequest, RequestResult
 from txfastcgi.policy import ClassHistory, RestartPolicy, nextStartTime, recordDeath, recordStart
 from txfastcgi.supervisor import DEFAULT_STOP_GRACE, ProcessReactor, _AppProcess
 
@@ -126,6 +128,7 @@ __all__ = [
     "DynamicApplicationError",
     "DynamicApplicationManager",
     "DynamicEndpoint",
+    "DynamicPool",
     "DynamicStartTimeout",
     "DynamicUnavailable",
     "socketKey",
@@ -188,6 +191,8 @@ class _Process:
     @ivar busySince: when that connection was assigned.
     @ivar draining: whether it was chosen as a victim.
     @ivar served: connections it was given.
+    @ivar binaryMtime: the modification time (ns) of its file when it was
+        spawned, for C{-autoUpdate}; C{None} if unknown.
     """
 
     def __init__(
@@ -208,6 +213,7 @@ class _Process:
         self.busySince = 0.0
         self.draining = False
         self.served = 0
+        self.binaryMtime: int | None = None
 
     @property
     def pid(self) -> int:
@@ -338,6 +344,54 @@ class DynamicEndpoint:
         return f"<dynamic {self.path}>"
 
 
+_baseSubmit: Callable[[ConnectionPool, FastCGIRequest], object] = getattr(
+    ConnectionPool, "submit", None
+) or ConnectionPool.request
+"""
+How L{ConnectionPool} takes a request: C{submit} where the pool has it,
+else C{request} (whose result L{DynamicPool} does not need).
+"""
+
+
+class DynamicPool(ConnectionPool):
+    """
+    The connection pool of one dynamic application: a
+    L{txfastcgi.pool.ConnectionPool} whose connections come from the
+    manager (L{DynamicEndpoint}), and which tells the manager of each
+    request (for C{-autoUpdate}) before it takes it.
+
+    @ivar manager: the manager.
+    @ivar path: the application's file name.
+    """
+
+    def __init__(
+        self, manager: DynamicApplicationManager, path: str, **options: Any
+    ) -> None:
+        """
+        @param manager: the manager.
+        @param path: the application's file name.
+        @param options: for L{ConnectionPool}.
+        """
+        super().__init__(manager._clock, manager.endpointFor(path), **options)
+        self.manager = manager
+        self.path = path
+
+    def request(self, request: FastCGIRequest) -> Deferred[RequestResult]:
+        """
+        Run C{request} (see L{ConnectionPool.request}).
+        """
+        self.submit(request)
+        return request.finished
+
+    def submit(self, request: FastCGIRequest) -> None:
+        """
+        Take C{request}; its outcome reaches C{request.finished} (and
+        C{request.onEnd} where the client has it).
+        """
+        self.manager._arrived(self.path)
+        _baseSubmit(self, request)
+
+
 class DynamicApplicationManager(Service):
     """
     Starts, grows, shrinks and stops the processes of dynamic applications
@@ -413,25 +467,19 @@ class DynamicApplicationManager(Service):
         """
         return DynamicEndpoint(self, path)
 
-    def poolFor(self, path: str, poolFactory: Callable[..., Any] | None = None) -> Any:
+    def poolFor(self, path: str) -> DynamicPool:
         """
-        A connection pool for a dynamic application, set up as the module
-        docstring says (no kept connections, no probe; the connect timeout
-        beyond C{appConnTimeout}, so the manager's own limit decides).
+        The connection pool for a dynamic application (L{DynamicPool}): no
+        kept connections, no probe, and a connect timeout beyond
+        C{appConnTimeout}, so the manager's own limit decides.
 
         @param path: the application's file name.
-        @param poolFactory: builds the pool (L{txfastcgi.pool.ConnectionPool}
-            by default).
         @return: the pool.
         """
-        if poolFactory is None:
-            from txfastcgi.pool import ConnectionPool
-
-            poolFactory = ConnectionPool
         timeout = self.config.appConnTimeout
-        return poolFactory(
-            self._reactor,
-            self.endpointFor(path),
+        return DynamicPool(
+            self,
+            path,
             maxConnections=self.params.maxClassProcesses + 256,
             keepAlive=False,
             multiplex=False,
@@ -615,6 +663,51 @@ class DynamicApplicationManager(Service):
             self._evaluate()
         return waiter.deferred
 
+    def _arrived(self, path: str) -> None:
+        """
+        A request for the application at C{path} reached its pool
+        (L{DynamicPool}): with C{-autoUpdate}, processes started from an
+        older version of the file are drained and stopped, so the request
+        (and later ones) go to a process of the new file (SPEC.md section
+        4.1: 2.0 compared the file's mtime with its socket's on every
+        request).
+
+        Each process remembers the file's modification time (in
+        nanoseconds) when it was spawned; a file whose time differs now
+        was replaced or rewritten since -- newer, or an older build moved
+        back into place, which 2.0's "newer than the socket" missed.
+
+        @param path: the application's file name.
+        """
+        if not self.config.autoUpdate or self.state != "running":
+            return
+        dynamicClass = self._classes.get(path)
+        if dynamicClass is None:
+            return
+        live = [p for p in dynamicClass.processes if not p.draining]
+        if not live:
+            return
+        try:
+            mtime: int | None = os.stat(path).st_mtime_ns
+        except OSError:
+            return
+        for process in live:
+            if process.binaryMtime is None or process.binaryMtime == mtime:
+                continue
+            self.log.info(
+                "Dynamic application {appClass}: its file changed since pid {pid} "
+                "started (-autoUpdate); stopping it{drain}, the next requests go "
+                "to a new process",
+                appClass=path,
+                pid=process.pid,
+                drain=" after its request in progress" if process.busy else "",
+                load=self._loadOf(dynamicClass, self._clock.seconds()),
+                processes=len(dynamicClass.processes),
+                total=self.processCount(),
+                decision="update",
+            )
+            self._drain(process, "its file changed (-autoUpdate)")
+
     def _startDelayPassed(self, waiter: _Waiter) -> None:
         waiter.startDelayCall = None
         dynamicClass = waiter.dynamicClass
@@ -748,7 +841,7 @@ class DynamicApplicationManager(Service):
         if process not in dynamicClass.processes:
             return
         if process.draining:
-            self._terminate(process, "its request in progress finished")
+            self._terminate(process, "draining: its request in progress finished")
             return
         self._dispatch(dynamicClass)
 
@@ -911,6 +1004,10 @@ class DynamicApplicationManager(Service):
             return False
         dynamicClass.usedSlots.add(slot)
         process = _Process(dynamicClass, slot, socketPath, listening, now)
+        try:
+            process.binaryMtime = os.stat(path).st_mtime_ns
+        except OSError:
+            process.binaryMtime = None
         protocol = _AppProcess(self, process, now)
         process.protocol = protocol
         dynamicClass.history = recordStart(dynamicClass.history, now)
@@ -1045,10 +1142,21 @@ class DynamicApplicationManager(Service):
             drain="" if not process.busy else "; after its request in progress",
             decision="kill",
         )
+        self._drain(process, "chosen by the kill policy")
+
+    def _drain(self, process: _Process, why: str) -> None:
+        """
+        Stop a process without failing a request: it takes no new request
+        from now on, and gets C{SIGTERM} once it is not serving (at once
+        if it is idle).
+
+        @param why: the reason, for the log of the C{SIGTERM}.
+        """
+        process.draining = True
         if not process.busy:
-            self._terminate(process, "chosen by the kill policy while idle")
-        elif dynamicClass.waiters:
-            self._dispatch(dynamicClass)
+            self._terminate(process, f"{why}, while idle")
+        elif process.dynamicClass.waiters:
+            self._dispatch(process.dynamicClass)
 
     def _terminate(self, process: _Process, why: str) -> None:
         """

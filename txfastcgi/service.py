@@ -510,7 +510,7 @@ class GatewayService(MultiService):
         pool = self.pools.get(path)
         if pool is None:
             assert self.dynamic is not None
-            pool = self.dynamic.poolFor(path, self._poolFactory)
+            pool = self.dynamic.poolFor(path)
             self.pools[path] = pool
         return pool
 
