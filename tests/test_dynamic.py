@@ -1,6 +1,8 @@
 """
-Tests for L{txfastcgi.dynamic}: the dynamic application manager, with a
-fake process reactor, a fake connector and a L{Clock}.
+Tests for L{txfastcgi.dynamic}: the dynamic application manager with a fake
+process reactor (a L{Clock}), its real pool (L{DynamicPool}, keeping
+connections) and, behind each process's socket, an in-memory FastCGI
+application (L{txfastcgi.testing.MemoryApplicationEndpoint}).
 """
 
 from __future__ import annotations
@@ -10,15 +12,17 @@ import shutil
 import tempfile
 from typing import Any
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
+from twisted.internet.protocol import Factory
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import LogEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.test_supervisor import FakeProcess, FakeProcessReactor
+from txfastcgi.application import ApplicationRequest
 from txfastcgi.appclass import IpcDirConfig
+from txfastcgi.client import FastCGIClientProtocol, FastCGIRequest, RequestResult
 from txfastcgi.config.model import DynamicConfig
-from txfastcgi.client import FastCGIRequest
 from txfastcgi.dynamic import (
     DynamicApplicationManager,
     DynamicEndpoint,
@@ -27,49 +31,124 @@ from txfastcgi.dynamic import (
     DynamicUnavailable,
     socketKey,
 )
+from txfastcgi.pool import ConnectError, PoolClosed
+from txfastcgi.testing import MemoryApplicationEndpoint, ResponseCollector, makeParams
 
 APP = "/srv/htdocs/app.fcgi"
 OTHER = "/srv/htdocs/other.fcgi"
 
 
-class FakeConnection:
+class Applications:
     """
-    What the fake connector "connects": records C{connectionLost}.
+    The in-memory applications behind the processes' sockets: one
+    L{MemoryApplicationEndpoint} per socket path.  A request whose query
+    string holds C{hold} is kept unanswered until L{release}; the others
+    are answered at once with the socket's name in C{X-Socket}.
 
-    @ivar path: the socket it was connected to.
-    @ivar lost: whether C{connectionLost} was called.
+    @ivar endpoints: the endpoint of each socket path connected to.
+    @ivar held: the held requests, oldest first, with their socket paths.
+    @ivar served: C{(socket path, query string)} of every request seen.
     """
 
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.lost = False
+    def __init__(self, clock: FakeProcessReactor) -> None:
+        self.clock = clock
+        self.endpoints: dict[str, MemoryApplicationEndpoint] = {}
+        self.held: list[tuple[str, ApplicationRequest, Deferred[None]]] = []
+        self.served: list[tuple[str, bytes]] = []
 
-    def connectionLost(self, reason: object = None) -> None:
+    def connect(self, path: str, factory: Any) -> Deferred[Any]:
         """
-        The connection closed.
+        The manager's connector: connect to the application at C{path}.
         """
-        self.lost = True
+        return self.endpoint(path).connect(factory)
 
+    def endpoint(self, path: str) -> MemoryApplicationEndpoint:
+        """
+        The endpoint of a socket path (made on first use).
+        """
+        endpoint = self.endpoints.get(path)
+        if endpoint is None:
 
-class FakeConnector:
-    """
-    Connects at once to any path, recording the connections.
+            def handler(request: ApplicationRequest) -> Deferred[None] | None:
+                query = request.params.get(b"QUERY_STRING", b"")
+                self.served.append((path, query))
+                if b"hold" in query:
+                    # The request stays open until the Deferred fires.
+                    done: Deferred[None] = Deferred()
+                    self.held.append((path, request, done))
+                    return done
+                self.answer(path, request)
+                return None
 
-    @ivar connections: every connection made, in order.
-    """
+            endpoint = self.endpoints[path] = MemoryApplicationEndpoint(
+                handler, clock=self.clock
+            )
+        return endpoint
 
-    def __init__(self) -> None:
-        self.connections: list[FakeConnection] = []
+    def answer(self, path: str, request: ApplicationRequest) -> None:
+        """
+        Answer a request.
+        """
+        name = os.path.basename(path).encode()
+        request.write(b"Content-Type: text/plain\r\nX-Socket: " + name + b"\r\n\r\nok")
+        request.finish()
 
-    def __call__(self, path: str, factory: Any) -> Deferred[Any]:
-        connection = FakeConnection(path)
-        self.connections.append(connection)
-        return succeed(connection)
+    def release(self, index: int = 0) -> str:
+        """
+        Answer a held request (the oldest by default).
+
+        @return: its socket path.
+        """
+        path, request, done = self.held.pop(index)
+        self.answer(path, request)
+        done.callback(None)
+        self.flush()
+        return path
+
+    def flush(self) -> None:
+        """
+        Move everything that can move on every endpoint.
+        """
+        while any([endpoint.flush() for endpoint in list(self.endpoints.values())]):
+            pass
+
+    def connections(self, path: str) -> int:
+        """
+        @return: the open connections to a socket path.
+        """
+        endpoint = self.endpoints.get(path)
+        return 0 if endpoint is None else endpoint.openConnections
+
+    def closeExited(self, processes: list[FakeProcess]) -> None:
+        """
+        Close, on the application's side, the connections of the processes
+        that exited (as their death would), and move the bytes.
+        """
+        for process in processes:
+            if process.exited:
+                endpoint = self.endpoints.get(process.protocol.managed.socketPath)
+                for connection in endpoint.connections if endpoint else []:
+                    if connection.open:
+                        connection.close()
+        self.flush()
+
+    def die(self, process: FakeProcess, socketPath: str, **how: Any) -> None:
+        """
+        A process dies: its connections close on the application's side,
+        then it exits.
+        """
+        endpoint = self.endpoints.get(socketPath)
+        if endpoint is not None:
+            for connection in endpoint.connections:
+                if connection.open:
+                    connection.close()
+        process.exit(**how)
 
 
 class ManagerTestCase(SynchronousTestCase):
     """
-    Set-up: fake reactor, temporary IPC directory, captured log events.
+    Set-up: fake reactor, temporary IPC directory, in-memory applications,
+    captured log events.
     """
 
     def setUp(self) -> None:
@@ -77,23 +156,27 @@ class ManagerTestCase(SynchronousTestCase):
         self.ipcDir = tempfile.mkdtemp(prefix="txdyn-", dir="/tmp")
         self.addCleanup(shutil.rmtree, self.ipcDir, True)
         self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
-        self.connector = FakeConnector()
+        self.apps = Applications(self.reactor)
+        self.pools: dict[str, DynamicPool] = {}
 
     def manager(self, **options: Any) -> DynamicApplicationManager:
         """
-        A started manager with the given C{FCGIConfig} options, stopped at
-        cleanup.
+        A started manager with the given C{FCGIConfig} options; its pools
+        are closed and it is stopped at cleanup.
         """
         options.setdefault("minProcesses", 0)
         manager = DynamicApplicationManager(
             self.reactor,
             DynamicConfig(**options),
             ipcDir=IpcDirConfig(self.ipcDir),
-            connector=self.connector,
+            connector=self.apps.connect,
             environ={"PATH": "/usr/bin", "SECRET": "x"},
         )
 
         def cleanup() -> None:
+            for pool in self.pools.values():
+                pool.closeAll()
+            self.apps.flush()
             d = manager.stopService()
             self.reactor.advance(manager.stopGrace + 1)
             self.successResultOf(d)
@@ -101,6 +184,59 @@ class ManagerTestCase(SynchronousTestCase):
         self.addCleanup(cleanup)
         manager.startService()
         return manager
+
+    def pool(self, manager: DynamicApplicationManager, path: str = APP) -> DynamicPool:
+        """
+        The pool of an application (made once, as the server does).
+        """
+        pool = self.pools.get(path)
+        if pool is None:
+            pool = self.pools[path] = manager.poolFor(path)
+        return pool
+
+    def get(
+        self, manager: DynamicApplicationManager, query: str = "", path: str = APP
+    ) -> Deferred[ResponseCollector]:
+        """
+        Send a request through the application's pool and move the bytes.
+
+        @return: fires with the collected response once it ended.
+        """
+        response = ResponseCollector()
+        request = FastCGIRequest(
+            makeParams(QUERY_STRING=query),
+            writeStdout=response.writeStdout,
+            writeStderr=response.writeStderr,
+        )
+        d = self.pool(manager, path).request(request)
+        self.apps.flush()
+
+        def ended(result: RequestResult) -> ResponseCollector:
+            assert result == RequestResult(0, 0), result
+            return response
+
+        return d.addCallback(ended)
+
+    def ok(self, d: Deferred[ResponseCollector]) -> str:
+        """
+        @return: the socket name that answered the request of C{d}.
+        """
+        response = self.successResultOf(d)
+        assert response.body == b"ok", response.stdout
+        return dict(response.head.headers)[b"X-Socket"].decode()
+
+    def advance(self, seconds: float) -> None:
+        """
+        Advance the clock and move the bytes.
+        """
+        self.reactor.advance(seconds)
+        self.apps.flush()
+
+    def socketOf(self, slot: int, path: str = APP) -> str:
+        """
+        @return: the socket path of a class's slot.
+        """
+        return os.path.join(self.ipcDir, "dynamic", f"{socketKey(path)}.{slot}")
 
     def logged(self, **fields: object) -> list[LogEvent]:
         """
@@ -110,28 +246,11 @@ class ManagerTestCase(SynchronousTestCase):
             e for e in self.events if all(k in e and e[k] == v for k, v in fields.items())
         ]
 
-    def request(self, manager: DynamicApplicationManager, path: str = APP) -> Deferred[Any]:
-        """
-        Ask for a connection as a pool would.
-        """
-        return DynamicEndpoint(manager, path).connect(object())
-
-    def finish(self, connection: FakeConnection) -> None:
-        """
-        Close a connection the manager handed out (its request ended).
-        """
-        connection.connectionLost(None)  # the manager's wrapper
-
-    def live(self) -> list[FakeProcess]:
-        """
-        The fake processes that have not exited.
-        """
-        return self.reactor.running()
-
 
 class OnDemandTests(ManagerTestCase):
     """
-    The first request starts the class's first process.
+    The first request starts the class's first process; later ones reuse
+    its kept connection.
     """
 
     def test_firstRequestStartsOneProcess(self) -> None:
@@ -139,11 +258,11 @@ class OnDemandTests(ManagerTestCase):
         The first request creates the class and spawns one process with
         argv C{[path]}, its directory as working directory, its own socket
         under C{dynamic/} as fd 0, and exactly the C{-initial-env} pairs;
-        the request gets a connection to that socket.
+        the request is answered by the application on that socket.
         """
         manager = self.manager(initialEnv=("A=1", "PATH"))
-        d = self.request(manager)
-        connection = self.successResultOf(d)
+        d = self.get(manager)
+        self.assertEqual(self.ok(d), socketKey(APP) + ".0")
         [process] = self.reactor.spawned
         self.assertEqual(process.executable, APP)
         self.assertEqual(process.args, [APP])
@@ -151,85 +270,43 @@ class OnDemandTests(ManagerTestCase):
         self.assertEqual(process.env, {"A": "1", "PATH": "/usr/bin"})
         assert process.childFDs is not None
         self.assertIsInstance(process.childFDs[0], int)
-        expected = os.path.join(self.ipcDir, "dynamic", socketKey(APP) + ".0")
-        self.assertEqual(connection.path, expected)
         self.assertEqual(manager.processCount(APP), 1)
         [start] = self.logged(decision="start")
         self.assertIn("on demand", start["reason"])
         self.assertEqual(start["appClass"], APP)
         self.assertIn("load", start)
 
-    def test_secondRequestReusesIdleProcess(self) -> None:
+    def test_connectionKept(self) -> None:
         """
-        A request arriving when the process is idle again starts nothing.
+        Later requests go over the same kept connection to the same
+        process: one spawn, one connection.
         """
         manager = self.manager()
-        first = self.successResultOf(self.request(manager))
-        self.finish(first)
-        second = self.successResultOf(self.request(manager))
+        for _ in range(5):
+            self.ok(self.get(manager))
         self.assertEqual(len(self.reactor.spawned), 1)
-        self.assertEqual(first.path, second.path)
+        endpoint = self.apps.endpoint(self.socketOf(0))
+        self.assertEqual(endpoint.connectionsMade, 1)
+        self.assertEqual(self.apps.connections(self.socketOf(0)), 1)
+        self.assertTrue(all(request.keepConnection for request in endpoint.requests))
 
-    def test_waiterServedWhenProcessFrees(self) -> None:
+    def test_endpointWithoutPool(self) -> None:
         """
-        A request waiting for the only process gets it when the request
-        before it ends, before C{startDelay}.
+        L{DynamicEndpoint} works without a L{DynamicPool}: each connect
+        gets a free process, the first starting one.
         """
-        manager = self.manager(startDelay=3)
-        first = self.successResultOf(self.request(manager))
-        d = self.request(manager)
-        self.assertNoResult(d)
-        self.reactor.advance(1)
-        self.finish(first)
-        self.successResultOf(d)
-        self.reactor.advance(10)
+        manager = self.manager()
+        factory = Factory.forProtocol(lambda: FastCGIClientProtocol(self.reactor))
+        first = DynamicEndpoint(manager, APP).connect(factory)
+        second = DynamicEndpoint(manager, APP).connect(factory)
+        self.apps.flush()
+        protocol = self.successResultOf(first)
         self.assertEqual(len(self.reactor.spawned), 1)
-
-
-class ClosingConnection(FakeConnection):
-    """
-    A connection with a C{close} method (as L{FastCGIClientProtocol} has)
-    whose C{connectionLost} comes later.
-    """
-
-    closed = False
-
-    def close(self) -> None:
-        """
-        Start closing.
-        """
-        self.closed = True
-
-
-class ReleaseOnCloseTests(ManagerTestCase):
-    """
-    The process is free again as soon as the pool closes the connection of
-    a finished request.
-    """
-
-    def test_releasedAtClose(self) -> None:
-        """
-        A waiting request gets the process when the pool calls C{close} on
-        the previous connection, before its C{connectionLost}; the later
-        C{connectionLost} releases nothing twice.
-        """
-
-        def connector(path: str, factory: Any) -> Deferred[Any]:
-            return succeed(ClosingConnection(path))
-
-        self.connector = connector  # type: ignore[assignment]
-        manager = self.manager(startDelay=100)
-        first = self.successResultOf(self.request(manager))
-        d = self.request(manager)
-        self.assertNoResult(d)
-        first.close()
-        self.assertTrue(first.closed)
-        second = self.successResultOf(d)
-        first.connectionLost(None)
-        third = self.request(manager)
-        self.assertNoResult(third)
-        second.close()
-        self.successResultOf(third)
+        self.assertNoResult(second)
+        protocol.close()
+        self.apps.flush()
+        self.successResultOf(second).close()
+        self.apps.flush()
         self.assertEqual(len(self.reactor.spawned), 1)
 
 
@@ -238,101 +315,154 @@ class GrowthTests(ManagerTestCase):
     Requests that wait C{startDelay} ask for more processes, within limits.
     """
 
+    def test_waiterServedWhenProcessFrees(self) -> None:
+        """
+        A request waiting for the only process gets it, over the same
+        connection, when the request before it ends, before C{startDelay}.
+        """
+        manager = self.manager(startDelay=3)
+        first = self.get(manager, "hold")
+        second = self.get(manager)
+        self.advance(1)
+        self.assertNoResult(second)
+        self.apps.release()
+        self.ok(first)
+        self.ok(second)
+        self.advance(10)
+        self.assertEqual(len(self.reactor.spawned), 1)
+        self.assertEqual(self.apps.endpoint(self.socketOf(0)).connectionsMade, 1)
+
     def test_growsToMaxClassProcesses(self) -> None:
         """
         Eight concurrent requests grow a class to exactly
-        C{maxClassProcesses}, one start per request that waited; the limit
-        is logged once.
+        C{maxClassProcesses}, one start per request that waited, each on
+        its own process; the limit is logged once; all eight are served.
         """
         manager = self.manager(
             maxClassProcesses=4, startDelay=1, appConnTimeout=0, initStartDelay=0
         )
-        ds = [self.request(manager) for _ in range(8)]
+        ds = [self.get(manager, f"hold{i}") for i in range(8)]
         self.assertEqual(len(self.reactor.spawned), 1)
-        self.reactor.advance(0.999)
+        self.advance(0.999)
         self.assertEqual(len(self.reactor.spawned), 1)
-        self.reactor.advance(0.001)
+        self.advance(0.001)
         self.assertEqual(len(self.reactor.spawned), 4)
-        self.reactor.advance(10)
+        self.assertEqual(len({held[0] for held in self.apps.held}), 4)
+        self.advance(10)
         self.assertEqual(len(self.reactor.spawned), 4)
         self.assertEqual(manager.processCount(APP), 4)
-        self.assertEqual(len([d for d in ds if d.called]), 4)
-        for d in ds[4:]:
-            d.cancel()
-            self.failureResultOf(d)
-        limits = self.logged(limit="maxClassProcesses")
-        self.assertEqual(len(limits), 1)
+        self.assertEqual(len(self.logged(limit="maxClassProcesses")), 1)
         reasons = [e["reason"] for e in self.logged(decision="start")]
         self.assertIn("startDelay", reasons[1])
+        while self.apps.held:
+            self.apps.release()
+        for d in ds:
+            self.ok(d)
+        self.assertEqual(len(self.reactor.spawned), 4)
 
     def test_totalLimit(self) -> None:
         """
         C{maxProcesses} caps the processes of all classes together, logged.
         """
-        manager = self.manager(
-            maxProcesses=2, startDelay=1, processSlack=1, minProcesses=2
-        )
-        self.successResultOf(self.request(manager, APP))
-        self.successResultOf(self.request(manager, OTHER))
-        d = self.request(manager, OTHER)
-        self.reactor.advance(1)
-        self.assertNoResult(d)
-        d.cancel()
-        self.failureResultOf(d)
+        manager = self.manager(maxProcesses=2, startDelay=1, processSlack=1, minProcesses=2)
+        first = self.get(manager, "hold", APP)
+        second = self.get(manager, "hold", OTHER)
+        third = self.get(manager, "", OTHER)
+        self.advance(1)
+        self.assertNoResult(third)
         self.assertEqual(manager.processCount(), 2)
         self.assertEqual(len(self.logged(limit="maxProcesses")), 1)
+        self.apps.release(1)
+        self.ok(second)
+        self.ok(third)
+        self.apps.release()
+        self.ok(first)
 
     def test_appConnTimeout(self) -> None:
         """
         A request that gets no process within C{appConnTimeout} fails with
-        L{DynamicStartTimeout}, logged.
+        L{DynamicStartTimeout} (a L{ConnectError}: 503), logged; the
+        requests before it are unaffected.
         """
         manager = self.manager(maxClassProcesses=1, startDelay=1, appConnTimeout=5)
-        self.successResultOf(self.request(manager))
-        d = self.request(manager)
-        self.reactor.advance(4.9)
+        first = self.get(manager, "hold")
+        d = self.get(manager)
+        self.advance(4.9)
         self.assertNoResult(d)
-        self.reactor.advance(0.1)
-        self.failureResultOf(d, DynamicStartTimeout)
+        self.advance(0.1)
+        failure = self.failureResultOf(d, DynamicStartTimeout)
+        self.assertIsInstance(failure.value, ConnectError)
         self.assertEqual(len(self.logged(appConnTimeout=5)), 1)
+        self.apps.release()
+        self.ok(first)
+        self.ok(self.get(manager))
 
-    def test_cancelledWaiterForgotten(self) -> None:
+    def test_abortedWaitingRequestAsksNothing(self) -> None:
         """
-        A connect the pool cancels leaves the queue and asks for nothing
-        more.
+        A waiting request its client gave up on asks for no process.
         """
         manager = self.manager(startDelay=1)
-        self.successResultOf(self.request(manager))
-        d = self.request(manager)
+        first = self.get(manager, "hold")
+        d = self.get(manager)
         d.cancel()
         self.failureResultOf(d)
-        self.reactor.advance(5)
+        self.advance(5)
         self.assertEqual(len(self.reactor.spawned), 1)
+        self.apps.release()
+        self.ok(first)
+
+    def test_connectServedByReuseHoldsNoProcess(self) -> None:
+        """
+        A connect the pool made for a request that a kept connection then
+        served starts nothing and holds no process; when a later request
+        waits, it grows the class as usual.
+        """
+        manager = self.manager(startDelay=1, initStartDelay=0, killInterval=1000)
+        first = self.get(manager, "hold")
+        second = self.get(manager)  # waits; the pool opens a connect
+        self.apps.release()
+        self.ok(first)
+        self.ok(second)  # over the kept connection
+        self.advance(5)
+        self.assertEqual(len(self.reactor.spawned), 1)
+        third = self.get(manager, "hold")
+        fourth = self.get(manager)
+        self.advance(1)
+        self.assertEqual(len(self.reactor.spawned), 2)
+        self.assertEqual(self.ok(fourth), socketKey(APP) + ".1")
+        self.apps.release()
+        self.ok(third)
 
 
 class KillPolicyTests(ManagerTestCase):
     """
-    The kill policy stops idle processes, drains busy victims first, and
-    respects the floor.
+    The kill policy stops idle processes (their kept connection closed
+    first), drains busy victims, and respects the floor.
     """
 
     def test_idleProcessKilledAtKillInterval(self) -> None:
         """
         An idle single process is stopped at C{killInterval} (load 0 <
-        C{singleThreshold}), logged with its reason and load; the class is
+        C{singleThreshold}), logged with its reason and load: its kept
+        connection is closed first, then it gets C{SIGTERM}; the class is
         then forgotten.
         """
         manager = self.manager(killInterval=10, updateInterval=10)
-        self.finish(self.successResultOf(self.request(manager)))
+        self.ok(self.get(manager))
         [process] = self.reactor.spawned
-        self.reactor.advance(9.9)
+        self.advance(9.9)
         self.assertEqual(process.signals, [])
         self.reactor.advance(0.1)
-        self.assertEqual(process.signals, ["TERM"])
         [kill] = self.logged(decision="kill")
         self.assertEqual(kill["load"], 0.0)
         self.assertIn("singleThreshold", kill["reason"])
-        self.reactor.advance(1)
+        self.assertEqual(process.signals, [])  # its connection is closing
+        self.apps.flush()
+        self.assertEqual(self.apps.connections(self.socketOf(0)), 0)
+        self.assertEqual(process.signals, ["TERM"])
+        [term] = self.logged(decision="terminate")
+        self.assertIn("kill policy", term["why"])
+        self.advance(1)
         self.assertEqual(manager.processCount(), 0)
 
     def test_minProcessesFloor(self) -> None:
@@ -340,8 +470,8 @@ class KillPolicyTests(ManagerTestCase):
         Nothing is stopped when the total is at C{minProcesses}.
         """
         manager = self.manager(killInterval=10, minProcesses=1)
-        self.finish(self.successResultOf(self.request(manager)))
-        self.reactor.advance(100)
+        self.ok(self.get(manager))
+        self.advance(100)
         self.assertEqual(self.reactor.spawned[0].signals, [])
         self.assertEqual(manager.processCount(), 1)
 
@@ -350,38 +480,45 @@ class KillPolicyTests(ManagerTestCase):
         C{singleThreshold 0} never stops the last process.
         """
         manager = self.manager(killInterval=10, singleThreshold=0)
-        self.finish(self.successResultOf(self.request(manager)))
-        self.reactor.advance(100)
+        self.ok(self.get(manager))
+        self.advance(100)
         self.assertEqual(manager.processCount(), 1)
 
     def test_busyVictimDrainedFirst(self) -> None:
         """
-        A victim serving a request takes no new one and gets SIGTERM only
-        when its request's connection closes: no request fails.
+        A victim serving a request takes no new one; its request completes,
+        then its connection is closed and it gets C{SIGTERM}: no request
+        fails.
         """
         manager = self.manager(killInterval=10, startDelay=100)
-        connection = self.successResultOf(self.request(manager))
+        first = self.get(manager, "hold")
         [process] = self.reactor.spawned
-        self.reactor.advance(10)
+        self.advance(10)
         [kill] = self.logged(decision="kill")
+        self.assertIn("after its request", kill["drain"])
         self.assertEqual(process.signals, [])
         # A new request does not go to the draining victim: a new process.
-        d = self.request(manager)
+        second = self.get(manager)
         self.assertEqual(len(self.reactor.spawned), 2)
-        other = self.successResultOf(d)
-        self.assertNotEqual(other.path, connection.path)
-        self.finish(connection)
+        self.assertEqual(self.ok(second), socketKey(APP) + ".1")
+        self.assertEqual(process.signals, [])
+        self.apps.release()
+        self.ok(first)
+        self.assertEqual(self.apps.connections(self.socketOf(0)), 0)
         self.assertEqual(process.signals, ["TERM"])
+        [term] = self.logged(decision="terminate")
+        self.assertIn("connection closed", term["why"])
 
     def test_busyClassSpared(self) -> None:
         """
         A class whose process was busy most of the period is spared.
         """
         manager = self.manager(killInterval=10, updateInterval=10)
-        connection = self.successResultOf(self.request(manager))
-        self.reactor.advance(9)
-        self.finish(connection)
-        self.reactor.advance(1)
+        first = self.get(manager, "hold")
+        self.advance(9)
+        self.apps.release()
+        self.ok(first)
+        self.advance(1)
         self.assertEqual(self.logged(decision="kill"), [])
         self.assertEqual(manager.processCount(), 1)
 
@@ -397,15 +534,17 @@ class KillPolicyTests(ManagerTestCase):
             minProcesses=1,
             initStartDelay=0,
         )
-        connections = [self.request(manager) for _ in range(3)]
-        self.reactor.advance(1)
+        ds = [self.get(manager, "hold") for _ in range(3)]
+        self.advance(1)
         self.assertEqual(manager.processCount(APP), 3)
-        for d in connections:
-            self.finish(self.successResultOf(d))
+        while self.apps.held:
+            self.apps.release()
+        for d in ds:
+            self.ok(d)
         counts = []
         for _ in range(4):
-            self.reactor.advance(10)
-            self.reactor.advance(1)  # SIGTERM takes 0.5 s in the fake
+            self.advance(10)
+            self.advance(1)  # SIGTERM takes 0.5 s in the fake
             counts.append(manager.processCount(APP))
         self.assertEqual(counts, [2, 1, 1, 1])
 
@@ -423,72 +562,17 @@ class KillPolicyTests(ManagerTestCase):
             killInterval=1000,
             updateInterval=1000,
         )
-        self.finish(self.successResultOf(self.request(manager, APP)))
-        other = self.successResultOf(self.request(manager, OTHER))
-        self.reactor.advance(5)
-        self.finish(other)  # OTHER served for 5 s: load 50
-        self.reactor.advance(5)
+        self.ok(self.get(manager, "", APP))
+        other = self.get(manager, "hold", OTHER)
+        self.advance(5)
+        self.apps.release()  # OTHER served for 5 s: load 50
+        self.ok(other)
+        self.advance(5)
         self.assertEqual(self.logged(decision="kill"), [])
-        self.successResultOf(self.request(manager, "/srv/htdocs/third.fcgi"))
+        self.ok(self.get(manager, "", "/srv/htdocs/third.fcgi"))
         kills = self.logged(decision="kill")
         self.assertEqual([k["appClass"] for k in kills], [APP])
         self.assertEqual(kills[0]["trigger"], "processSlack")
-
-
-class SupervisionTests(ManagerTestCase):
-    """
-    Deaths are logged; replacements only when requests need them; stop.
-    """
-
-    def test_deathLoggedNotReplaced(self) -> None:
-        """
-        A process that crashes is logged as an error and not replaced while
-        no request needs one; the next request starts a new one.
-        """
-        manager = self.manager()
-        self.finish(self.successResultOf(self.request(manager)))
-        self.reactor.spawned[0].exit(signal=11)
-        [death] = self.logged(signal=11, appClass=APP)
-        self.assertEqual(death["log_level"].name, "error")
-        self.assertEqual(len(self.reactor.spawned), 1)
-        self.successResultOf(self.request(manager))
-        self.assertEqual(len(self.reactor.spawned), 2)
-
-    def test_deathWithWaiterReplaced(self) -> None:
-        """
-        When the only process dies while requests wait, one is started.
-        """
-        manager = self.manager(startDelay=100)
-        self.successResultOf(self.request(manager))
-        d = self.request(manager)
-        self.reactor.spawned[0].exit(exitCode=1)
-        self.successResultOf(d)
-        self.assertEqual(len(self.reactor.spawned), 2)
-
-    def test_stopFailsWaitersAndStopsProcesses(self) -> None:
-        """
-        Stopping fails waiting requests with L{DynamicUnavailable}, sends
-        SIGTERM to every process and fires once all have ended; new
-        requests are refused.
-        """
-        manager = self.manager(maxClassProcesses=1)
-        self.successResultOf(self.request(manager))
-        d = self.request(manager)
-        stopped = manager.stopService()
-        self.failureResultOf(d, DynamicUnavailable)
-        self.assertEqual(self.reactor.spawned[0].signals, ["TERM"])
-        self.assertNoResult(stopped)
-        self.reactor.advance(1)
-        self.successResultOf(stopped)
-        self.failureResultOf(self.request(manager), DynamicUnavailable)
-        self.assertFalse(os.path.exists(os.path.join(self.ipcDir, "dynamic")))
-
-
-class ReviewFixTests(ManagerTestCase):
-    """
-    Defects found in review: when the kill policy runs, what is logged, and
-    what happens when a start fails.
-    """
 
     def test_policyRunsOnlyWhenThePMWouldWake(self) -> None:
         """
@@ -506,59 +590,139 @@ class ReviewFixTests(ManagerTestCase):
             killInterval=100,
             updateInterval=100,
         )
-        first = self.successResultOf(self.request(manager, APP))
+        self.ok(self.get(manager, "", APP))
         self.assertEqual(manager.policyRuns, 0)
-        second = self.successResultOf(self.request(manager, OTHER))
+        self.ok(self.get(manager, "", OTHER))
         self.assertEqual(manager.policyRuns, 1)  # the start, 2 + 1 >= 3
         for _ in range(5):
-            self.reactor.advance(1)
-            self.finish(first)
-            self.finish(second)
-            first = self.successResultOf(self.request(manager, APP))
-            second = self.successResultOf(self.request(manager, OTHER))
+            self.advance(1)
+            self.ok(self.get(manager, "", APP))
+            self.ok(self.get(manager, "", OTHER))
         self.assertEqual(manager.policyRuns, 1)
         self.assertEqual(len(self.reactor.spawned), 2)
-        self.reactor.advance(100)
+        self.advance(100)
         self.assertEqual(manager.policyRuns, 2)
 
-    def test_drainedVictimTerminationLogged(self) -> None:
-        """
-        The C{SIGTERM} sent to a victim once its request ended is logged at
-        info with the reason.
-        """
-        manager = self.manager(killInterval=10, startDelay=100)
-        connection = self.successResultOf(self.request(manager))
-        self.reactor.advance(10)
-        self.assertEqual(self.logged(decision="terminate"), [])
-        self.finish(connection)
-        [term] = self.logged(decision="terminate")
-        self.assertEqual(term["log_level"].name, "info")
-        self.assertIn("request in progress finished", term["why"])
-        self.assertEqual(term["pid"], self.reactor.spawned[0].pid)
 
-    def test_idleVictimTerminationLogged(self) -> None:
+class SupervisionTests(ManagerTestCase):
+    """
+    Deaths are logged; replacements only when requests need them; stop.
+    """
+
+    def test_deathLoggedNotReplaced(self) -> None:
         """
-        An idle victim's C{SIGTERM} is logged too.
+        A process that crashes is logged as an error and not replaced while
+        no request needs one; the next request starts a new one.
         """
-        manager = self.manager(killInterval=10)
-        self.finish(self.successResultOf(self.request(manager)))
-        self.reactor.advance(10)
-        [term] = self.logged(decision="terminate")
-        self.assertIn("idle", term["why"])
+        manager = self.manager()
+        self.ok(self.get(manager))
+        self.apps.die(self.reactor.spawned[0], self.socketOf(0), signal=11)
+        self.apps.flush()
+        [death] = self.logged(signal=11, appClass=APP)
+        self.assertEqual(death["log_level"].name, "error")
+        self.assertIn("only when a request needs it", death["then"])
+        self.advance(100)
+        self.assertEqual(len(self.reactor.spawned), 1)
+        self.ok(self.get(manager))
+        self.assertEqual(len(self.reactor.spawned), 2)
+
+    def test_staleKeptConnectionRetried(self) -> None:
+        """
+        A request sent on the kept connection of a process that has just
+        died (its close not yet seen) is retried on a fresh connection,
+        which the manager gives to a new process: the request succeeds.
+        """
+        manager = self.manager()
+        self.ok(self.get(manager))
+        self.reactor.spawned[0].exit(signal=9)
+        response = ResponseCollector()
+        request = FastCGIRequest(makeParams(), writeStdout=response.writeStdout)
+        d = self.pool(manager).request(request)
+        for connection in self.apps.endpoint(self.socketOf(0)).connections:
+            connection.close()
+        self.apps.flush()
+        self.assertEqual(self.successResultOf(d), RequestResult(0, 0))
+        self.assertEqual(len(self.reactor.spawned), 2)
+        self.assertEqual(request.attempts, 2)
+
+    def test_deathWithWaiterReplaced(self) -> None:
+        """
+        When the only process dies while a request waits, one is started.
+        """
+        manager = self.manager(startDelay=100)
+        first = self.get(manager, "hold")
+        second = self.get(manager)
+        self.apps.held.clear()
+        self.apps.die(self.reactor.spawned[0], self.socketOf(0), exitCode=1)
+        self.apps.flush()
+        self.failureResultOf(first)
+        self.ok(second)
+        self.assertEqual(len(self.reactor.spawned), 2)
+
+    def test_unreachableSocketStopsProcess(self) -> None:
+        """
+        A process whose socket cannot be connected to is stopped (logged)
+        and the connect goes to a new process: the request succeeds.
+        """
+        manager = self.manager()
+        self.apps.endpoint(self.socketOf(0)).connectError = ConnectionRefusedError()
+        d = self.get(manager)
+        self.assertEqual(self.ok(d), socketKey(APP) + ".1")
+        self.assertEqual(self.reactor.spawned[0].signals, ["TERM"])
+        [warning] = [
+            e
+            for e in self.logged(appClass=APP, pid=self.reactor.spawned[0].pid)
+            if "error" in e
+        ]
+        self.assertEqual(warning["log_level"].name, "warn")
+
+    def test_stopFailsWaitersAndStopsProcesses(self) -> None:
+        """
+        Stopping fails waiting requests, sends SIGTERM to every process and
+        fires once all have ended; new requests are refused (503).
+        """
+        manager = self.manager(maxClassProcesses=1)
+        first = self.get(manager, "hold")
+        second = self.get(manager)
+        stopped = manager.stopService()
+        self.failureResultOf(second, ConnectError)
+        self.assertEqual(self.reactor.spawned[0].signals, ["TERM"])
+        self.assertNoResult(stopped)
+        self.advance(1)
+        self.successResultOf(stopped)
+        self.apps.closeExited(self.reactor.spawned)
+        self.failureResultOf(first)
+        self.failureResultOf(self.get(manager), ConnectError)
+        self.assertFalse(os.path.exists(os.path.join(self.ipcDir, "dynamic")))
+
+    def test_closedPoolFailsRequests(self) -> None:
+        """
+        Requests after the pool closed fail with L{PoolClosed}.
+        """
+        manager = self.manager()
+        pool = self.pool(manager)
+        pool.closeAll()
+        self.failureResultOf(self.get(manager), PoolClosed)
+
+
+class ReviewFixTests(ManagerTestCase):
+    """
+    Defects found in review: what is logged, and what happens when a start
+    fails.
+    """
 
     def test_spawnFailureAnswersWaitersAtOnce(self) -> None:
         """
         When the class has no process and its start fails, the waiting
-        request fails at once with L{DynamicUnavailable} (503), logged,
-        instead of waiting for C{appConnTimeout}.
+        request fails at once (503), logged, instead of waiting for
+        C{appConnTimeout}.
         """
         manager = self.manager(appConnTimeout=15)
         self.reactor.spawnError = OSError(2, "No such file or directory")
-        d = self.request(manager)
-        self.failureResultOf(d, DynamicUnavailable)
+        self.failureResultOf(self.get(manager), ConnectError)
         self.assertEqual(len(self.logged(appClass=APP, count=1)), 1)
         self.reactor.spawnError = None
-        self.successResultOf(self.request(manager))
+        self.ok(self.get(manager))
 
     def test_backoffSurvivesForgottenClass(self) -> None:
         """
@@ -568,20 +732,22 @@ class ReviewFixTests(ManagerTestCase):
         """
         manager = self.manager(startDelay=100)
         for _ in range(4):
-            d = self.request(manager)
-            self.successResultOf(d)
-            self.reactor.spawned[-1].exit(signal=11)
-            self.reactor.advance(1)
+            self.ok(self.get(manager))
+            slot = len(self.reactor.spawned) - 1
+            self.apps.die(self.reactor.spawned[-1], self.socketOf(0), signal=11)
+            self.apps.flush()
+            self.advance(1)
         self.assertEqual(manager.processCount(), 0)
         # Four quick failures, the last start at t=3: the next start waits
         # for the 2 s back-off, though the request made a new class.
-        d = self.request(manager)
+        d = self.get(manager)
         self.assertEqual(len(self.reactor.spawned), 4)
-        self.reactor.advance(0.9)
+        self.advance(0.9)
         self.assertNoResult(d)
-        self.reactor.advance(0.1)
-        self.successResultOf(d)
+        self.advance(0.1)
+        self.ok(d)
         self.assertEqual(len(self.reactor.spawned), 5)
+        del slot
 
 
 class SpacingTests(ManagerTestCase):
@@ -599,11 +765,11 @@ class SpacingTests(ManagerTestCase):
         manager = self.manager(
             maxClassProcesses=4, startDelay=1, appConnTimeout=0, initStartDelay=2
         )
-        ds = [self.request(manager) for _ in range(8)]
+        ds = [self.get(manager, "hold") for _ in range(8)]
         times = []
         for _ in range(32):
             before = len(self.reactor.spawned)
-            self.reactor.advance(0.25)
+            self.advance(0.25)
             if len(self.reactor.spawned) > before:
                 times.append(self.reactor.seconds())
         self.assertEqual(times, [2.0, 4.0, 6.0])
@@ -611,9 +777,10 @@ class SpacingTests(ManagerTestCase):
         postponed = self.logged(decision="postpone")
         self.assertTrue(postponed)
         self.assertIn("-init-start-delay 2 s", postponed[0]["why"])
+        while self.apps.held:
+            self.apps.release()
         for d in ds:
-            d.cancel()
-            d.addErrback(lambda f: None)
+            self.ok(d)
 
     def test_usedSlotSpacedByRestartDelay(self) -> None:
         """
@@ -627,23 +794,24 @@ class SpacingTests(ManagerTestCase):
             restartDelay=4,
             killInterval=1000,
         )
-        first = self.successResultOf(self.request(manager))
-        d = self.request(manager)
-        self.reactor.advance(1)  # grows into slot 1 (fresh) at t=1
-        second = self.successResultOf(d)
-        self.finish(second)
-        self.reactor.spawned[1].exit(exitCode=0)  # slot 1 free again
-        d = self.request(manager)
-        self.reactor.advance(1)  # t=2: wanted, due 1 + 4 = 5
+        first = self.get(manager, "hold")
+        second = self.get(manager)
+        self.advance(1)  # grows into slot 1 (fresh) at t=1
+        self.ok(second)
+        self.apps.die(self.reactor.spawned[1], self.socketOf(1), exitCode=0)
+        self.apps.flush()  # slot 1 free again
+        d = self.get(manager)
+        self.advance(1)  # t=2: wanted, due 1 + 4 = 5
         self.assertEqual(len(self.reactor.spawned), 2)
         [postponed] = self.logged(decision="postpone")
         self.assertIn("-restart-delay 4 s", postponed["why"])
-        self.reactor.advance(2.9)
+        self.advance(2.9)
         self.assertNoResult(d)
-        self.reactor.advance(0.1)
-        self.successResultOf(d)
+        self.advance(0.1)
+        self.ok(d)
         self.assertEqual(len(self.reactor.spawned), 3)
-        self.finish(first)
+        self.apps.release()
+        self.ok(first)
 
     def test_onDemandNotSpaced(self) -> None:
         """
@@ -651,9 +819,10 @@ class SpacingTests(ManagerTestCase):
         recently the class started one.
         """
         manager = self.manager(restartDelay=100, initStartDelay=100)
-        self.successResultOf(self.request(manager))
-        self.reactor.spawned[0].exit(exitCode=0)
-        self.successResultOf(self.request(manager))
+        self.ok(self.get(manager))
+        self.apps.die(self.reactor.spawned[0], self.socketOf(0), exitCode=0)
+        self.apps.flush()
+        self.ok(self.get(manager))
         self.assertEqual(len(self.reactor.spawned), 2)
 
 
@@ -670,18 +839,21 @@ class RestartTests(ManagerTestCase):
         C{restartDelay} has passed since the class's last start, logged.
         """
         manager = self.manager(restart=True, restartDelay=5)
-        self.finish(self.successResultOf(self.request(manager)))
-        self.reactor.advance(2)
-        self.reactor.spawned[0].exit(signal=11)
+        self.ok(self.get(manager))
+        self.advance(2)
+        self.apps.die(self.reactor.spawned[0], self.socketOf(0), signal=11)
+        self.apps.flush()
         [death] = self.logged(signal=11, appClass=APP)
         self.assertIn("-restart", death["then"])
-        self.reactor.advance(2.9)
+        self.advance(2.9)
         self.assertEqual(len(self.reactor.spawned), 1)
-        self.reactor.advance(0.1)
+        self.advance(0.1)
         self.assertEqual(len(self.reactor.spawned), 2)
         self.assertEqual(manager.processCount(APP), 1)
         [start] = [e for e in self.logged(decision="start") if "-restart" in e["reason"]]
         self.assertEqual(start["pid"], self.reactor.spawned[1].pid)
+        self.ok(self.get(manager))
+        self.assertEqual(len(self.reactor.spawned), 2)
 
     def test_restartAtOnceWhenLongAfterLastStart(self) -> None:
         """
@@ -689,9 +861,9 @@ class RestartTests(ManagerTestCase):
         at once.
         """
         manager = self.manager(restart=True, restartDelay=5, killInterval=1000)
-        self.finish(self.successResultOf(self.request(manager)))
-        self.reactor.advance(60)
-        self.reactor.spawned[0].exit(exitCode=0)
+        self.ok(self.get(manager))
+        self.advance(60)
+        self.apps.die(self.reactor.spawned[0], self.socketOf(0), exitCode=0)
         self.assertEqual(len(self.reactor.spawned), 2)
 
     def test_noRestartWithoutFlag(self) -> None:
@@ -700,9 +872,9 @@ class RestartTests(ManagerTestCase):
         a process nobody needs.
         """
         manager = self.manager(restartDelay=0)
-        self.finish(self.successResultOf(self.request(manager)))
-        self.reactor.spawned[0].exit(exitCode=1)
-        self.reactor.advance(100)
+        self.ok(self.get(manager))
+        self.apps.die(self.reactor.spawned[0], self.socketOf(0), exitCode=1)
+        self.advance(100)
         self.assertEqual(len(self.reactor.spawned), 1)
         self.assertEqual(manager.processCount(), 0)
 
@@ -716,15 +888,19 @@ class RestartTests(ManagerTestCase):
             singleThreshold=0, restartDelay=0, startDelay=1, initStartDelay=0,
             killInterval=1000,
         )
-        first = self.successResultOf(self.request(manager))
-        d = self.request(manager)
-        self.reactor.advance(1)
-        second = self.successResultOf(d)
-        self.finish(first)
-        self.finish(second)
-        self.reactor.spawned[1].exit(exitCode=0)
+        first = self.get(manager, "hold")
+        second = self.get(manager, "hold")
+        self.advance(1)
         self.assertEqual(len(self.reactor.spawned), 2)
-        self.reactor.spawned[0].exit(exitCode=0)
+        self.apps.release()
+        self.apps.release()
+        self.ok(first)
+        self.ok(second)
+        self.apps.die(self.reactor.spawned[1], self.socketOf(1), exitCode=0)
+        self.apps.flush()
+        self.assertEqual(len(self.reactor.spawned), 2)
+        self.apps.die(self.reactor.spawned[0], self.socketOf(0), exitCode=0)
+        self.apps.flush()
         self.assertEqual(len(self.reactor.spawned), 3)
         self.assertEqual(manager.processCount(APP), 1)
 
@@ -734,13 +910,14 @@ class RestartTests(ManagerTestCase):
         (SPEC.md Decision 7) instead of restarting every C{restartDelay}.
         """
         manager = self.manager(restart=True, restartDelay=0, killInterval=1000)
-        self.finish(self.successResultOf(self.request(manager)))
+        self.ok(self.get(manager))
         for _ in range(4):
-            self.reactor.spawned[-1].exit(signal=11)
+            self.apps.die(self.reactor.spawned[-1], self.socketOf(0), signal=11)
+            self.apps.flush()
         self.assertEqual(len(self.reactor.spawned), 4)
         backoffs = [e for e in self.logged(decision="postpone") if "back-off" in e["why"]]
         self.assertEqual(len(backoffs), 1)
-        self.reactor.advance(2)
+        self.advance(2)
         self.assertEqual(len(self.reactor.spawned), 5)
 
     def test_restartOwedDroppedAtLimit(self) -> None:
@@ -751,11 +928,12 @@ class RestartTests(ManagerTestCase):
             restart=True, restartDelay=5, maxProcesses=1, processSlack=1,
             minProcesses=1, killInterval=1000,
         )
-        self.finish(self.successResultOf(self.request(manager, APP)))
-        self.reactor.advance(1)
-        self.reactor.spawned[0].exit(exitCode=0)  # restart due at t=5
-        self.finish(self.successResultOf(self.request(manager, OTHER)))
-        self.reactor.advance(10)
+        self.ok(self.get(manager, "", APP))
+        self.advance(1)
+        self.apps.die(self.reactor.spawned[0], self.socketOf(0), exitCode=0)
+        self.apps.flush()  # restart due at t=5
+        self.ok(self.get(manager, "", OTHER))
+        self.advance(10)
         self.assertEqual(manager.processCount(APP), 0)
         self.assertEqual(len(self.logged(limit="maxProcesses", appClass=APP)), 1)
 
@@ -776,28 +954,30 @@ class AutoUpdateTests(ManagerTestCase):
     def test_changedFileDrainsOldProcesses(self) -> None:
         """
         After the file's time changes, the next request's arrival stops the
-        idle old process at once and the busy one after its request
-        (logged); the request gets a new process.
+        idle old process (its kept connection closed first) and the busy
+        one after its request (logged); the request gets a new process.
         """
-        manager = self.manager(autoUpdate=True, startDelay=1, initStartDelay=0)
-        busy = self.successResultOf(self.request(manager, self.app))
-        d = self.request(manager, self.app)
-        self.reactor.advance(1)
-        self.finish(self.successResultOf(d))
+        manager = self.manager(
+            autoUpdate=True, startDelay=1, initStartDelay=0, killInterval=1000
+        )
+        busy = self.get(manager, "hold", self.app)
+        idle = self.get(manager, "", self.app)
+        self.advance(1)
+        self.ok(idle)
         busyProcess, idleProcess = self.reactor.spawned
-        manager._arrived(self.app)
+        self.ok(self.get(manager, "", self.app))
         self.assertEqual(self.logged(decision="update"), [])
         os.utime(self.app, ns=(2 * 10**18, 2 * 10**18))
-        manager._arrived(self.app)
+        new = self.get(manager, "", self.app)
         self.assertEqual(len(self.logged(decision="update")), 2)
         self.assertEqual(idleProcess.signals, ["TERM"])
         self.assertEqual(busyProcess.signals, [])
-        new = self.successResultOf(self.request(manager, self.app))
+        self.assertEqual(self.ok(new), socketKey(self.app) + ".2")
         self.assertEqual(len(self.reactor.spawned), 3)
-        self.assertNotEqual(new.path, busy.path)
-        self.finish(busy)
+        self.apps.release()
+        self.ok(busy)
         self.assertEqual(busyProcess.signals, ["TERM"])
-        manager._arrived(self.app)
+        self.ok(self.get(manager, "", self.app))
         self.assertEqual(len(self.logged(decision="update")), 2)
 
     def test_olderFileCountsAsChanged(self) -> None:
@@ -805,31 +985,19 @@ class AutoUpdateTests(ManagerTestCase):
         A file moved back to an older time (a rollback) also counts.
         """
         manager = self.manager(autoUpdate=True)
-        self.finish(self.successResultOf(self.request(manager, self.app)))
+        self.ok(self.get(manager, "", self.app))
         os.utime(self.app, ns=(10**17, 10**17))
-        manager._arrived(self.app)
+        self.ok(self.get(manager, "", self.app))
         self.assertEqual(self.reactor.spawned[0].signals, ["TERM"])
+        self.assertEqual(len(self.reactor.spawned), 2)
 
     def test_offByDefault(self) -> None:
         """
         Without C{-autoUpdate} a changed file changes nothing.
         """
         manager = self.manager()
-        self.finish(self.successResultOf(self.request(manager, self.app)))
+        self.ok(self.get(manager, "", self.app))
         os.utime(self.app, ns=(2 * 10**18, 2 * 10**18))
-        manager._arrived(self.app)
+        self.ok(self.get(manager, "", self.app))
         self.assertEqual(self.reactor.spawned[0].signals, [])
-
-    def test_poolReportsArrivals(self) -> None:
-        """
-        L{DynamicPool} tells the manager of each request before taking it.
-        """
-        manager = self.manager()
-        arrived: list[str] = []
-        manager._arrived = arrived.append  # type: ignore[method-assign]
-        pool = manager.poolFor(self.app)
-        self.assertIsInstance(pool, DynamicPool)
-        request = FastCGIRequest([], writeStdout=lambda data: None)
-        pool.closeAll()
-        self.failureResultOf(pool.request(request))
-        self.assertEqual(arrived, [self.app])
+        self.assertEqual(len(self.reactor.spawned), 1)

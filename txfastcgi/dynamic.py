@@ -9,25 +9,33 @@ owns the processes, sockets and timers.
 How a request reaches a dynamic application
 ===========================================
 
-The gateway gives each dynamic application a
-L{txfastcgi.pool.ConnectionPool} whose endpoint is a L{DynamicEndpoint}
-(L{DynamicApplicationManager.poolFor}): a connect asks the manager for a
-process instead of connecting to a fixed address, and waits for one.
+The gateway gives each dynamic application a L{DynamicPool}
+(L{DynamicApplicationManager.poolFor}): a L{txfastcgi.pool.ConnectionPool}
+that keeps connections (C{FCGI_KEEP_CONN}) like a static application's,
+whose endpoint is a L{DynamicEndpoint}: a connect asks the manager for a
+I{free} process (one no connection holds) instead of connecting to a fixed
+address.  A process serves one connection at a time (as a libfcgi or
+php-cgi process does: with C{FCGI_KEEP_CONN} it keeps reading that
+connection), so the pool holds at most one connection per process and at
+most C{maxClassProcesses} in all; a request finds an idle kept connection,
+or the pool connects, or the request waits in the pool's queue.
 
   1. B{On demand.}  The first request for an application creates its class
-     and starts one process.  A request that finds no process of the class
-     that can take it (all are serving, or being drained) waits in the
-     class's queue, first come first served.
-  2. B{Growth.}  Each C{startDelay} seconds a request keeps waiting, it asks
-     for one more process; the start happens unless the class has
-     C{maxClassProcesses} processes or all dynamic classes together have
-     C{maxProcesses} (refusals are logged, once until the class is below the
-     limit again).  So a class never has more processes than requests that
-     waited for one.
-  3. B{Give up.}  A request still waiting C{appConnTimeout} seconds after it
-     asked (0: no limit) fails with L{DynamicStartTimeout}, logged; the pool
-     turns it into a L{txfastcgi.pool.ConnectError} and the gateway answers
-     503.
+     and starts one process; so does any request while the class has no
+     running process.
+  2. B{Growth.}  A request waiting in the pool for a connection asks, each
+     C{startDelay} seconds it keeps waiting, for one more process; the
+     start happens unless the class has C{maxClassProcesses} processes or
+     all dynamic classes together have C{maxProcesses} (refusals are
+     logged, once until a start succeeds), and no sooner than the spacing
+     of C{-init-start-delay}/C{-restart-delay}
+     (L{txfastcgi.loadpolicy.startDue}).  A new process goes to the pool's
+     oldest waiting connect.  A connect the pool made for a request that a
+     kept connection served meanwhile gets a process only once a request
+     needs one again: no process is started or held for it.
+  3. B{Give up.}  A request still waiting C{appConnTimeout} seconds after
+     the pool took it (0: no limit) fails with L{DynamicStartTimeout},
+     logged; the gateway answers 503.
 
 B{One socket per process.}  2.0 shared one listening socket between the
 processes of a class (C{dynamic/<md5>}), so the gateway could not know which
@@ -38,28 +46,34 @@ own listening socket, C{<FastCgiIpcDir>/dynamic/<md5 of the path>.<slot>},
 created just before the spawn (mode 0600, owned by the run-as user) and
 handed over as fd 0; the manager's copy of the descriptor is closed at
 once, so connections queued to a process that dies are refused rather than
-left hanging.  The manager connects each request to a process of its choice
-and knows which processes are serving.
-
-B{Connections.}  The pool of a dynamic application does not keep
-connections (no C{FCGI_KEEP_CONN}) and sends no C{FCGI_GET_VALUES} probe:
-one connection is one request, as in mod_fastcgi, so a process is busy
-exactly while a connection to it is open: from the connect until the pool
-closes the connection after the request ended (or the connection is lost),
-and that time is the request's service time fed to the load statistics
-(2.0's C{REQ_COMPLETE}).
+left hanging.  The manager gives each connection a process of its choice
+and knows which processes are serving: a process is I{serving} from the
+moment the pool starts a request on its connection until that request ends
+(the connection's C{onIdle}) or the connection closes, and that time is the
+request's service time fed to the load statistics (2.0's C{REQ_COMPLETE}).
+A process whose socket cannot be connected to (it died; a /tmp cleaner
+removed the file) is stopped, and the connect waits for another process.
 
 Kill policy and draining
 ========================
 
 The statistics are smoothed every C{updateInterval} and the kill policy runs
-every C{killInterval}, or at once after a start that brings the running
-processes plus C{processSlack} to C{maxProcesses} (L{txfastcgi.loadpolicy}).
-For each class the policy picks, the victim is the youngest process that is
-not serving, else the youngest one.  The victim takes no new request from
-that moment; if it is serving, it gets C{SIGTERM} when that request's
-connection closes, otherwise at once (C{SIGKILL} after C{stopGrace} if it
-does not exit).  So the kill policy never fails a request.
+every C{killInterval}, or at once at a start that brings the running
+processes plus C{processSlack} to C{maxProcesses} (L{txfastcgi.loadpolicy};
+as in 2.0 it runs when the process manager would have woken: its timer, a
+start, a C{startDelay} timeout, not at each request's end).  For each class
+the policy picks, the victim is the youngest process that is not serving,
+else the youngest one.  Draining (also used by C{-autoUpdate}): the victim
+gets no new connection from that moment; its kept connection, if idle, is
+closed at once; if it is serving, its connection is closed when that
+request ends instead of going back to the pool; once it has no connection
+it gets C{SIGTERM} (C{SIGKILL} after C{stopGrace} if it does not exit).  So
+the kill policy never fails a request, and never leaves a kept connection
+to a dead process in the pool.
+
+C{-autoUpdate}: every request that reaches the pool compares the file's
+modification time with the one each process was started from; processes of
+a changed file are drained, and the request goes to a new process.
 
 Supervision
 ===========
@@ -70,9 +84,11 @@ executable's directory as working directory, the listening socket as fd 0,
 stdout and stderr logged line by line, the environment exactly the
 C{FCGIConfig -initial-env} pairs (never the server's environment).  A
 process that dies on its own is logged (error for a crash or a non-zero
-exit) and not replaced until a request needs it; a class whose processes
-keep dying within C{-min-server-life} seconds of their start backs off
-(L{txfastcgi.policy}, with no restart delay otherwise).  A class with no
+exit) and replaced only when a request needs it, unless C{-restart} is set
+(or C{-singleThreshold 0} and it was its class's last process): then it is
+restarted C{-restart-delay} seconds after the class's last start.  A class
+whose processes keep dying within C{-min-server-life} seconds of their
+start backs off (L{txfastcgi.policy}); the back-off outlives the class.  A class with no
 process and no waiting request is forgotten.  L{stopService} fails the
 waiting requests, stops every process (C{SIGTERM}, then C{SIGKILL}) and
 removes the sockets.
@@ -91,7 +107,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -105,7 +121,7 @@ from txfastcgi.ipc import (
     prepareDynamicDirectory,
     prepareIpcDirectory,
 )
-from txfastcgi.pool import ConnectionPool
+from txfastcgi.pool import ConnectError, ConnectionPool
 from txfastcgi.loadpolicy import (
     ClassLoad,
     LoadParameters,
@@ -134,6 +150,9 @@ __all__ = [
     "socketKey",
 ]
 
+_FOREVER = 10.0 * 365 * 24 * 3600
+"""A connect timeout that never fires (the manager bounds the waits)."""
+
 _HISTORY_LIMIT = 1000
 """Forgotten classes whose failure history is kept (their back-off)."""
 
@@ -147,17 +166,17 @@ class DynamicApplicationError(Exception):
     """
 
 
-class DynamicStartTimeout(DynamicApplicationError):
+class DynamicStartTimeout(DynamicApplicationError, ConnectError):
     """
-    No process could take the request within C{appConnTimeout} seconds
-    (503).
+    No process could take the request within C{appConnTimeout} seconds: a
+    L{txfastcgi.pool.ConnectError}, so the gateway answers 503.
     """
 
 
-class DynamicUnavailable(DynamicApplicationError):
+class DynamicUnavailable(DynamicApplicationError, ConnectError):
     """
-    The manager is not running (shutdown), or the process chosen could not
-    be reached (503).
+    The manager is not running (shutdown), or the application cannot be
+    started: a L{txfastcgi.pool.ConnectError}, so the gateway answers 503.
     """
 
 
@@ -176,9 +195,13 @@ class _Process:
     """
     One process of a dynamic class.
 
-    States: serving (a connection is assigned: C{busy}), idle, draining (a
-    victim: takes no new request; C{SIGTERM} once idle), ended (removed from
-    its class).
+    States: I{free} (alive, no connection: a connect of the pool may be
+    given it), I{connecting} (a connect to its socket is under way),
+    I{connected} (one pool connection holds it; it is I{serving} while a
+    request runs on that connection, I{idle} between requests), I{draining}
+    (a victim: it is given no connection, its idle connection is closed,
+    and it gets C{SIGTERM} once no connection is left), I{ended} (removed
+    from its class).
 
     @ivar dynamicClass: its class.
     @ivar slot: its slot number (in its socket name).
@@ -187,10 +210,14 @@ class _Process:
         spawn; the file is removed when the process ends).
     @ivar protocol: its process protocol.
     @ivar startedAt: when it was spawned.
-    @ivar busy: whether a request's connection is assigned to it.
-    @ivar busySince: when that connection was assigned.
-    @ivar draining: whether it was chosen as a victim.
-    @ivar served: connections it was given.
+    @ivar connection: the pool's protocol connected to it, or C{None}.
+    @ivar connecting: whether a connect to its socket is under way.
+    @ivar servingSince: when the request running on its connection started,
+        or C{None} while none runs.
+    @ivar draining: whether it is being stopped (kill policy, C{-autoUpdate},
+        unreachable socket).
+    @ivar drainReason: why, for the log of its C{SIGTERM}.
+    @ivar served: requests it was given.
     @ivar binaryMtime: the modification time (ns) of its file when it was
         spawned, for C{-autoUpdate}; C{None} if unknown.
     """
@@ -209,9 +236,11 @@ class _Process:
         self.listening = listening
         self.protocol: _AppProcess | None = None
         self.startedAt = startedAt
-        self.busy = False
-        self.busySince = 0.0
+        self.connection: Any = None
+        self.connecting = False
+        self.servingSince: float | None = None
         self.draining = False
+        self.drainReason = ""
         self.served = 0
         self.binaryMtime: int | None = None
 
@@ -222,29 +251,80 @@ class _Process:
         """
         return self.protocol.pid if self.protocol is not None else 0
 
+    @property
+    def busy(self) -> bool:
+        """
+        Whether a request runs on its connection.
+        """
+        return self.servingSince is not None
+
+    @property
+    def assigned(self) -> bool:
+        """
+        Whether a connection holds it (or is being made to it).
+        """
+        return self.connecting or self.connection is not None
+
 
 class _Waiter:
     """
-    A request waiting for a process.
+    A connect of the pool waiting for a free process.
 
     @ivar factory: the pool's protocol factory.
     @ivar deferred: fires with the connected protocol.
     @ivar arrivedAt: when it asked.
-    @ivar startDelayCall: its next C{startDelay} timer.
-    @ivar timeoutCall: its C{appConnTimeout} timer.
+    @ivar dynamicClass: its class.
     @ivar connecting: the connect in progress once a process was chosen.
+    @ivar cancelled: whether the pool gave up on it.
     """
 
-    def __init__(self, factory: Any, arrivedAt: float) -> None:
+    def __init__(self, factory: Any, arrivedAt: float, dynamicClass: _DynamicClass) -> None:
         self.factory = factory
         self.arrivedAt = arrivedAt
+        self.dynamicClass = dynamicClass
         self.deferred: Deferred[Any] = Deferred(self._cancel)
+        self.connecting: Deferred[Any] | None = None
+        self.cancelled = False
+
+    def _cancel(self, deferred: Deferred[Any]) -> None:
+        """
+        The pool gave up on the connect (its own timeout, or shutdown).
+        """
+        self.cancelled = True
+        if self.connecting is not None:
+            self.connecting.cancel()
+        else:
+            try:
+                self.dynamicClass.waiters.remove(self)
+            except ValueError:
+                pass
+
+
+class _Queued:
+    """
+    A request waiting in the pool for a connection, with its C{startDelay}
+    and C{appConnTimeout} timers.
+
+    @ivar request: the request.
+    @ivar arrivedAt: when the pool took it.
+    @ivar startDelayCall: its next C{startDelay} timer.
+    @ivar timeoutCall: its C{appConnTimeout} timer.
+    """
+
+    def __init__(self, request: FastCGIRequest, arrivedAt: float) -> None:
+        self.request = request
+        self.arrivedAt = arrivedAt
         self.startDelayCall: DelayedCall | None = None
         self.timeoutCall: DelayedCall | None = None
-        self.connecting: Deferred[Any] | None = None
-        self.dynamicClass: _DynamicClass | None = None
 
-    def cancelTimers(self) -> None:
+    @property
+    def waiting(self) -> bool:
+        """
+        Whether the request still waits for its first connection.
+        """
+        return not self.request.done and not self.request.attempts
+
+    def cancel(self) -> None:
         """
         Cancel both timers.
         """
@@ -252,19 +332,6 @@ class _Waiter:
             if call is not None and call.active():
                 call.cancel()
         self.startDelayCall = self.timeoutCall = None
-
-    def _cancel(self, deferred: Deferred[Any]) -> None:
-        """
-        The pool gave up on the connect (its own timeout, or shutdown).
-        """
-        self.cancelTimers()
-        if self.connecting is not None:
-            self.connecting.cancel()
-        elif self.dynamicClass is not None:
-            try:
-                self.dynamicClass.waiters.remove(self)
-            except ValueError:
-                pass
 
 
 class _DynamicClass:
@@ -274,7 +341,9 @@ class _DynamicClass:
     @ivar path: the executable's file name (the class's key).
     @ivar key: L{socketKey} of it.
     @ivar processes: its live processes, oldest first.
-    @ivar waiters: requests waiting for a process, oldest first.
+    @ivar waiters: connects of the pool waiting for a free process, oldest
+        first.
+    @ivar queued: requests waiting in the pool for a connection.
     @ivar connTime: service seconds of requests finished this period.
     @ivar smooth: the smoothed service seconds per period.
     @ivar history: restart history, for the back-off of a crashing binary.
@@ -294,6 +363,7 @@ class _DynamicClass:
         self.key = socketKey(path)
         self.processes: list[_Process] = []
         self.waiters: deque[_Waiter] = deque()
+        self.queued: dict[FastCGIRequest, _Queued] = {}
         self.connTime = 0.0
         self.smooth = 0.0
         self.history = ClassHistory()
@@ -310,6 +380,13 @@ class _DynamicClass:
         The processes that take requests (not draining).
         """
         return [p for p in self.processes if not p.draining]
+
+    @property
+    def free(self) -> list[_Process]:
+        """
+        The running processes no connection holds, oldest first.
+        """
+        return [p for p in self.processes if not p.draining and not p.assigned]
 
     def load(self) -> ClassLoad:
         """
@@ -358,7 +435,16 @@ class DynamicPool(ConnectionPool):
     The connection pool of one dynamic application: a
     L{txfastcgi.pool.ConnectionPool} whose connections come from the
     manager (L{DynamicEndpoint}), and which tells the manager of each
-    request (for C{-autoUpdate}) before it takes it.
+    request before it takes it (C{-autoUpdate}) and after (a request left
+    waiting for a connection gets its C{startDelay} and C{appConnTimeout}
+    timers).
+
+    What the manager relies on besides the pool's public API: the pool
+    starts each request on a connection with the protocol's C{request}
+    method, and learns that the request ended from the protocol's
+    C{onIdle} and that the connection closed from its C{onLost} (the
+    manager puts its own callbacks in front of these); it does not give a
+    connection that is closing (C{reusable} false) a request.
 
     @ivar manager: the manager.
     @ivar path: the application's file name.
@@ -390,6 +476,7 @@ class DynamicPool(ConnectionPool):
         """
         self.manager._arrived(self.path)
         _baseSubmit(self, request)
+        self.manager._submitted(self.path, request)
 
 
 class DynamicApplicationManager(Service):
@@ -448,6 +535,7 @@ class DynamicApplicationManager(Service):
             restartDelay=0.0, minServerLife=float(config.minServerLife)
         )
         self._classes: dict[str, _DynamicClass] = {}
+        self._pools: dict[str, DynamicPool] = {}
         self._histories: dict[str, ClassHistory] = {}
         self._dynamicDir: str | None = None
         self._env: dict[str, str] = {}
@@ -469,25 +557,31 @@ class DynamicApplicationManager(Service):
 
     def poolFor(self, path: str) -> DynamicPool:
         """
-        The connection pool for a dynamic application (L{DynamicPool}): no
-        kept connections, no probe, and a connect timeout beyond
-        C{appConnTimeout}, so the manager's own limit decides.
+        The connection pool for a dynamic application (L{DynamicPool}): it
+        keeps connections (C{FCGI_KEEP_CONN}), at most one per process, so
+        at most C{maxClassProcesses}; no C{FCGI_GET_VALUES} probe, no
+        multiplexing (a process serves one connection at a time), no stall
+        rescue (a connection only goes to a free process); its connect
+        timeout is beyond reach, since the manager's C{appConnTimeout}
+        bounds each request's wait.
 
         @param path: the application's file name.
-        @return: the pool.
+        @return: the pool, which the manager consults for its waiting
+            requests (the last one made for C{path}).
         """
-        timeout = self.config.appConnTimeout
-        return DynamicPool(
+        pool = DynamicPool(
             self,
             path,
-            maxConnections=self.params.maxClassProcesses + 256,
-            keepAlive=False,
+            maxConnections=self.params.maxClassProcesses,
+            keepAlive=True,
             multiplex=False,
             probeValues=False,
             stallGrace=None,
-            connectTimeout=float(timeout + 60 if timeout else 24 * 3600),
+            connectTimeout=_FOREVER,
             responseTimeout=float(self.config.idleTimeout) or None,
         )
+        self._pools[path] = pool
+        return pool
 
     def processCount(self, path: str | None = None) -> int:
         """
@@ -574,9 +668,14 @@ class DynamicApplicationManager(Service):
             if dynamicClass.startCall is not None and dynamicClass.startCall.active():
                 dynamicClass.startCall.cancel()
             dynamicClass.startCall = None
+            for queued in list(dynamicClass.queued.values()):
+                self._unqueue(dynamicClass, queued)
+                if queued.waiting:
+                    queued.request.abort(
+                        DynamicUnavailable(f"{dynamicClass.path}: the server is stopping")
+                    )
             waiters, dynamicClass.waiters = dynamicClass.waiters, deque()
             for w in waiters:
-                w.cancelTimers()
                 w.deferred.errback(
                     DynamicUnavailable(f"{dynamicClass.path}: the server is stopping")
                 )
@@ -620,17 +719,32 @@ class DynamicApplicationManager(Service):
 
     def connect(self, path: str, factory: Any) -> Deferred[Any]:
         """
-        Give a request a process of the application at C{path} (module
-        docstring, steps 1 to 3).
+        Give a connect of the application's pool a free process (module
+        docstring).
 
         @param path: the application's file name.
         @param factory: the pool's protocol factory.
         @return: a Deferred firing with the connected protocol.
         """
         if self.state != "running":
-            from twisted.internet.defer import fail
-
             return fail(DynamicUnavailable(f"{path}: dynamic applications are not running"))
+        dynamicClass = self._classFor(path)
+        waiter = _Waiter(factory, self._clock.seconds(), dynamicClass)
+        dynamicClass.waiters.append(waiter)
+        wanted = not dynamicClass.running
+        if wanted:
+            self._wantProcess(
+                dynamicClass, "on demand: no process is running", StartKind.ON_DEMAND
+            )
+        self._dispatch(dynamicClass)
+        if wanted:
+            self._evaluate()
+        return waiter.deferred
+
+    def _classFor(self, path: str) -> _DynamicClass:
+        """
+        @return: the class of C{path}, created (and logged) if new.
+        """
         dynamicClass = self._classes.get(path)
         if dynamicClass is None:
             dynamicClass = self._classes[path] = _DynamicClass(path)
@@ -641,27 +755,7 @@ class DynamicApplicationManager(Service):
                 "Dynamic application {appClass}: first request; class created",
                 appClass=path,
             )
-        now = self._clock.seconds()
-        waiter = _Waiter(factory, now)
-        waiter.dynamicClass = dynamicClass
-        dynamicClass.waiters.append(waiter)
-        wanted = not dynamicClass.running
-        if wanted:
-            self._wantProcess(
-                dynamicClass, "on demand: no process is running", StartKind.ON_DEMAND
-            )
-        self._dispatch(dynamicClass)
-        if waiter in dynamicClass.waiters:
-            waiter.startDelayCall = self._clock.callLater(
-                float(self.config.startDelay), self._startDelayPassed, waiter
-            )
-            if self.config.appConnTimeout:
-                waiter.timeoutCall = self._clock.callLater(
-                    float(self.config.appConnTimeout), self._timedOut, waiter
-                )
-        if wanted:
-            self._evaluate()
-        return waiter.deferred
+        return dynamicClass
 
     def _arrived(self, path: str) -> None:
         """
@@ -708,31 +802,72 @@ class DynamicApplicationManager(Service):
             )
             self._drain(process, "its file changed (-autoUpdate)")
 
-    def _startDelayPassed(self, waiter: _Waiter) -> None:
-        waiter.startDelayCall = None
-        dynamicClass = waiter.dynamicClass
-        if dynamicClass is None or waiter not in dynamicClass.waiters:
+    def _submitted(self, path: str, request: FastCGIRequest) -> None:
+        """
+        The pool of the application at C{path} took C{request}: if it waits
+        for a connection (every connection busy), time its wait: each
+        C{startDelay} it asks for one more process, and after
+        C{appConnTimeout} it fails with L{DynamicStartTimeout} (module
+        docstring).
+
+        @param path: the application's file name.
+        @param request: the request.
+        """
+        if request.done or request.attempts or self.state != "running":
             return
-        waited = self._clock.seconds() - waiter.arrivedAt
+        dynamicClass = self._classes.get(path)
+        if dynamicClass is None:
+            return
+        now = self._clock.seconds()
+        queued = _Queued(request, now)
+        dynamicClass.queued[request] = queued
+        queued.startDelayCall = self._clock.callLater(
+            float(self.config.startDelay), self._startDelayPassed, dynamicClass, queued
+        )
+        if self.config.appConnTimeout:
+            queued.timeoutCall = self._clock.callLater(
+                float(self.config.appConnTimeout), self._timedOut, dynamicClass, queued
+            )
+        wanted = not dynamicClass.running
+        if wanted:
+            self._wantProcess(
+                dynamicClass, "on demand: no process is running", StartKind.ON_DEMAND
+            )
+        self._dispatch(dynamicClass)
+        if wanted:
+            self._evaluate()
+
+    def _startDelayPassed(self, dynamicClass: _DynamicClass, queued: _Queued) -> None:
+        """
+        A request waited C{startDelay} more seconds: ask for one more
+        process (2.0's CONN_TIMEOUT message, which wakes the kill policy
+        too).
+        """
+        queued.startDelayCall = None
+        if not queued.waiting or dynamicClass.queued.get(queued.request) is not queued:
+            self._unqueue(dynamicClass, queued)
+            return
+        waited = self._clock.seconds() - queued.arrivedAt
         self._wantProcess(
             dynamicClass,
             f"a request waited {waited:g} s (startDelay {self.config.startDelay} s)",
             StartKind.GROWTH if dynamicClass.running else StartKind.ON_DEMAND,
         )
         self._dispatch(dynamicClass)
-        if waiter in dynamicClass.waiters:
-            waiter.startDelayCall = self._clock.callLater(
-                float(self.config.startDelay), self._startDelayPassed, waiter
+        if queued.waiting:
+            queued.startDelayCall = self._clock.callLater(
+                float(self.config.startDelay), self._startDelayPassed, dynamicClass, queued
             )
         self._evaluate()
 
-    def _timedOut(self, waiter: _Waiter) -> None:
-        waiter.timeoutCall = None
-        dynamicClass = waiter.dynamicClass
-        if dynamicClass is None or waiter not in dynamicClass.waiters:
+    def _timedOut(self, dynamicClass: _DynamicClass, queued: _Queued) -> None:
+        """
+        A request waited C{appConnTimeout} seconds: fail it (503), logged.
+        """
+        queued.timeoutCall = None
+        self._unqueue(dynamicClass, queued)
+        if not queued.waiting:
             return
-        dynamicClass.waiters.remove(waiter)
-        waiter.cancelTimers()
         self.log.warn(
             "Dynamic application {appClass}: a request waited {appConnTimeout} s "
             "for a process (appConnTimeout); answering 503 ({processes} "
@@ -741,7 +876,7 @@ class DynamicApplicationManager(Service):
             appConnTimeout=self.config.appConnTimeout,
             processes=len(dynamicClass.processes),
         )
-        waiter.deferred.errback(
+        queued.request.abort(
             DynamicStartTimeout(
                 f"{dynamicClass.path}: no process took the request within "
                 f"{self.config.appConnTimeout} s"
@@ -749,99 +884,222 @@ class DynamicApplicationManager(Service):
         )
         self._forgetIfUnused(dynamicClass)
 
+    def _unqueue(self, dynamicClass: _DynamicClass, queued: _Queued) -> None:
+        """
+        Forget a waiting request and its timers.
+        """
+        queued.cancel()
+        if dynamicClass.queued.get(queued.request) is queued:
+            del dynamicClass.queued[queued.request]
+
+    def _demand(self, dynamicClass: _DynamicClass) -> int | None:
+        """
+        How many more connections the class's pool needs now: its requests
+        waiting for one, less the connects already given a process.
+
+        @return: that number, or C{None} without a L{DynamicPool} (then
+            every connect counts).
+        """
+        pool = self._pools.get(dynamicClass.path)
+        if pool is None:
+            return None
+        connecting = sum(1 for p in dynamicClass.processes if p.connecting)
+        return pool.queued - connecting
+
+    def _needsProcess(self, dynamicClass: _DynamicClass) -> bool:
+        """
+        Whether requests of the class wait for a connection.
+        """
+        demand = self._demand(dynamicClass)
+        if demand is None:
+            return bool(dynamicClass.waiters)
+        return demand > 0 and bool(dynamicClass.waiters)
+
     def _dispatch(self, dynamicClass: _DynamicClass) -> None:
         """
-        Give idle processes to waiting requests, oldest first.
+        Give free processes to the pool's waiting connects, oldest first,
+        as long as its requests need them.  (A connect the pool made for a
+        request that a kept connection served meanwhile waits, without
+        timers, until a request needs it again: no process is started or
+        held for it.)
         """
         while dynamicClass.waiters:
-            idle = [p for p in dynamicClass.running if not p.busy]
-            if not idle:
+            free = dynamicClass.free
+            if not free:
                 return
-            process = idle[0]
+            demand = self._demand(dynamicClass)
+            if demand is not None and demand <= 0:
+                return
             waiter = dynamicClass.waiters.popleft()
-            waiter.cancelTimers()
-            self._assign(process, waiter)
+            self._assign(free[0], waiter)
 
     def _assign(self, process: _Process, waiter: _Waiter) -> None:
-        process.busy = True
-        process.busySince = self._clock.seconds()
-        process.served += 1
+        """
+        Connect C{waiter} (the pool) to C{process}'s socket.
+        """
+        process.connecting = True
         d = self._connector(process.socketPath, waiter.factory)
         waiter.connecting = d
-        # close() and then connectionLost() both end this assignment: only
-        # the first counts (the process may serve another request by then).
-        assignment = [True]
-
-        def release(serviceTime: bool) -> None:
-            if assignment[0]:
-                assignment[0] = False
-                self._release(process, serviceTime=serviceTime)
+        dynamicClass = process.dynamicClass
 
         def connected(protocol: Any) -> None:
             waiter.connecting = None
-            originalLost = protocol.connectionLost
-            originalClose = getattr(protocol, "close", None)
-
-            def connectionLost(reason: Any = None) -> None:
-                try:
-                    if reason is None:
-                        originalLost()
-                    else:
-                        originalLost(reason)
-                finally:
-                    release(True)
-
-            def close(*args: Any, **kwargs: Any) -> Any:
-                # The pool closes a connection once its request has ended
-                # (no FCGI_KEEP_CONN): the process is done with it and goes
-                # back to accept(), so it may take the next request now,
-                # without waiting for the close to complete.
-                assert originalClose is not None
-                try:
-                    return originalClose(*args, **kwargs)
-                finally:
-                    release(True)
-
-            setattr(protocol, "connectionLost", connectionLost)
-            if originalClose is not None:
-                setattr(protocol, "close", close)
+            process.connecting = False
+            usable = (
+                process in dynamicClass.processes
+                and not process.draining
+                and self.state == "running"
+            )
+            if waiter.cancelled or not usable:
+                # A victim (or a process that died) gets no connection; the
+                # connect goes to another process.
+                self._closeProtocol(protocol)
+                if not waiter.cancelled:
+                    dynamicClass.waiters.appendleft(waiter)
+                self._released(process)
+                self._serveWaiters(dynamicClass)
+                return
+            process.connection = protocol
+            process.served += 1
+            self._hookRequests(process, protocol)
             waiter.deferred.callback(protocol)
+            self._hookIdleAndLost(process, protocol)
 
         def failed(failure: Failure) -> None:
             waiter.connecting = None
-            release(False)
-            if waiter.deferred.called:
+            process.connecting = False
+            if waiter.cancelled:
+                self._released(process)
                 return
+            # The process's socket does not answer (it died, or a /tmp
+            # cleaner removed its socket, SPEC.md section 9.14): stop it, and
+            # let the connect wait for another process.
             self.log.warn(
                 "Dynamic application {appClass}: cannot connect to pid {pid}: "
-                "{error}",
-                appClass=process.dynamicClass.path,
+                "{error}; stopping it",
+                appClass=dynamicClass.path,
                 pid=process.pid,
                 error=failure.getErrorMessage(),
             )
-            waiter.deferred.errback(
-                DynamicUnavailable(
-                    f"{process.dynamicClass.path}: cannot connect to pid "
-                    f"{process.pid}: {failure.getErrorMessage()}"
-                )
-            )
+            dynamicClass.waiters.appendleft(waiter)
+            if process in dynamicClass.processes and not process.draining:
+                self._drain(process, "its socket cannot be reached")
+            else:
+                self._released(process)
+            self._serveWaiters(dynamicClass)
 
         d.addCallbacks(connected, failed)
 
-    def _release(self, process: _Process, *, serviceTime: bool) -> None:
+    def _serveWaiters(self, dynamicClass: _DynamicClass) -> None:
         """
-        A request's connection to C{process} closed.
+        Give the class's waiting connects a process: a free one, or a new
+        one when none runs.
         """
-        if not process.busy:
+        if self.state != "running":
             return
-        process.busy = False
+        wanted = bool(dynamicClass.waiters) and not dynamicClass.running
+        if wanted:
+            self._wantProcess(
+                dynamicClass, "on demand: no process is running", StartKind.ON_DEMAND
+            )
+        self._dispatch(dynamicClass)
+        if wanted:
+            self._evaluate()
+
+    def _hookRequests(self, process: _Process, protocol: Any) -> None:
+        """
+        Learn when a request starts on C{protocol} (the pool calls its
+        C{request} method): the process is serving from then on.
+        """
+        original = protocol.request
+
+        def request(fastcgiRequest: FastCGIRequest, *args: Any, **kwargs: Any) -> Any:
+            self._requestStarted(process, fastcgiRequest)
+            return original(fastcgiRequest, *args, **kwargs)
+
+        protocol.request = request
+
+    def _hookIdleAndLost(self, process: _Process, protocol: Any) -> None:
+        """
+        Learn when the request on C{protocol} ends (its C{onIdle} callback)
+        and when the connection closes (C{onLost}), in front of the pool's
+        own callbacks.  A draining process's connection is closed when its
+        request ends instead of going back to the pool.
+        """
+        poolIdle = getattr(protocol, "onIdle", None)
+        poolLost = getattr(protocol, "onLost", None)
+
+        def onIdle(p: Any) -> None:
+            self._requestEnded(process)
+            if process.draining or process not in process.dynamicClass.processes:
+                self._closeProtocol(p)
+                return
+            if poolIdle is not None:
+                poolIdle(p)
+
+        def onLost(p: Any) -> None:
+            try:
+                if poolLost is not None:
+                    poolLost(p)
+            finally:
+                self._connectionLost(process, p)
+
+        protocol.onIdle = onIdle
+        protocol.onLost = onLost
+        if getattr(protocol, "state", None) == "CLOSED":
+            self._connectionLost(process, protocol)
+
+    def _closeProtocol(self, protocol: Any) -> None:
+        """
+        Close a connection made to a process.
+        """
+        close = getattr(protocol, "close", None)
+        if close is not None:
+            close()
+        elif getattr(protocol, "transport", None) is not None:
+            protocol.transport.loseConnection()
+
+    def _requestStarted(self, process: _Process, request: FastCGIRequest) -> None:
+        """
+        A request started on C{process}'s connection.
+        """
+        if process.servingSince is None:
+            process.servingSince = self._clock.seconds()
+        queued = process.dynamicClass.queued.get(request)
+        if queued is not None:
+            self._unqueue(process.dynamicClass, queued)
+
+    def _requestEnded(self, process: _Process) -> None:
+        """
+        The request on C{process}'s connection ended: its service time
+        counts in the class's load (2.0's REQ_COMPLETE).
+        """
+        if process.servingSince is not None:
+            process.dynamicClass.connTime += max(
+                0.0, self._clock.seconds() - process.servingSince
+            )
+            process.servingSince = None
+
+    def _connectionLost(self, process: _Process, protocol: Any) -> None:
+        """
+        C{process}'s connection closed: the process is free again (or, if
+        draining, gets its C{SIGTERM}).
+        """
+        if process.connection is not protocol:
+            return
+        self._requestEnded(process)
+        process.connection = None
+        self._released(process)
+
+    def _released(self, process: _Process) -> None:
+        """
+        No connection holds C{process} any more.
+        """
         dynamicClass = process.dynamicClass
-        if serviceTime:
-            dynamicClass.connTime += max(0.0, self._clock.seconds() - process.busySince)
-        if process not in dynamicClass.processes:
+        if process not in dynamicClass.processes or process.assigned:
             return
         if process.draining:
-            self._terminate(process, "draining: its request in progress finished")
+            self._terminate(process, f"{process.drainReason}: its connection closed")
             return
         self._dispatch(dynamicClass)
 
@@ -853,6 +1111,7 @@ class DynamicApplicationManager(Service):
         return d
 
     # --- starting -------------------------------------------------------------------
+
 
     def _wantProcess(
         self, dynamicClass: _DynamicClass, reason: str, kind: StartKind
@@ -949,9 +1208,7 @@ class DynamicApplicationManager(Service):
         dynamicClass.startCall = None
         if self.state != "running":
             return
-        waiting = bool(dynamicClass.waiters) and not any(
-            not p.busy for p in dynamicClass.running
-        )
+        waiting = self._needsProcess(dynamicClass) and not dynamicClass.free
         if dynamicClass.restartsOwed:
             self._wantProcess(
                 dynamicClass, "restarting a process that died (-restart)", StartKind.RESTART
@@ -1082,7 +1339,6 @@ class DynamicApplicationManager(Service):
                 why=why,
             )
         for waiter in waiters:
-            waiter.cancelTimers()
             waiter.deferred.errback(DynamicUnavailable(f"{dynamicClass.path}: {why}"))
 
     def _loadOf(self, dynamicClass: _DynamicClass, now: float) -> float:
@@ -1123,12 +1379,15 @@ class DynamicApplicationManager(Service):
         self._scheduleTick()
 
     def _kill(self, dynamicClass: _DynamicClass, victim: Victim, trigger: str) -> None:
+        """
+        Stop one process of a class the kill policy chose: the youngest
+        that is not serving a request, else the youngest.
+        """
         running = dynamicClass.running
         if not running:
             return
         idle = [p for p in running if not p.busy]
-        process = (idle or running)[-1]  # the youngest, idle ones first
-        process.draining = True
+        process = (idle or running)[-1]
         self.log.info(
             "Dynamic application {appClass}: stopping pid {pid} ({reason}; kill "
             "policy run by {trigger}){drain}",
@@ -1146,17 +1405,21 @@ class DynamicApplicationManager(Service):
 
     def _drain(self, process: _Process, why: str) -> None:
         """
-        Stop a process without failing a request: it takes no new request
-        from now on, and gets C{SIGTERM} once it is not serving (at once
-        if it is idle).
+        Stop a process without failing a request: from now on no
+        connection is given to it; its idle connection is closed now, the
+        one serving a request when that request ends; once none is left it
+        gets C{SIGTERM}.
 
         @param why: the reason, for the log of the C{SIGTERM}.
         """
         process.draining = True
-        if not process.busy:
+        process.drainReason = why
+        if process.connecting:
+            return
+        if process.connection is None:
             self._terminate(process, f"{why}, while idle")
-        elif process.dynamicClass.waiters:
-            self._dispatch(process.dynamicClass)
+        elif not process.busy:
+            self._closeProtocol(process.connection)
 
     def _terminate(self, process: _Process, why: str) -> None:
         """
@@ -1276,7 +1539,7 @@ class DynamicApplicationManager(Service):
             if not any(c.processes for c in self._classes.values()):
                 self._finishStop()
             return
-        needed = bool(dynamicClass.waiters) and not dynamicClass.running
+        needed = self._needsProcess(dynamicClass) and not dynamicClass.running
         wanted = needed or bool(dynamicClass.restartsOwed)
         if dynamicClass.restartsOwed:
             self._wantProcess(
@@ -1297,8 +1560,12 @@ class DynamicApplicationManager(Service):
             self._evaluate()
 
     def _forgetIfUnused(self, dynamicClass: _DynamicClass) -> None:
+        for queued in list(dynamicClass.queued.values()):
+            if not queued.waiting:
+                self._unqueue(dynamicClass, queued)
         if (
-            not dynamicClass.processes
+            not dynamicClass.queued
+            and not dynamicClass.processes
             and not dynamicClass.waiters
             and dynamicClass.startCall is None
             and self._classes.get(dynamicClass.path) is dynamicClass
