@@ -48,9 +48,11 @@ handed over as fd 0; the manager's copy of the descriptor is closed at
 once, so connections queued to a process that dies are refused rather than
 left hanging.  The manager gives each connection a process of its choice
 and knows which processes are serving: a process is I{serving} from the
-moment the pool starts a request on its connection until that request ends
-(the connection's C{onIdle}) or the connection closes, and that time is the
-request's service time fed to the load statistics (2.0's C{REQ_COMPLETE}).
+moment the pool starts a request on its connection (the connection's
+C{state} becomes C{ACTIVE}, seen after each chance the pool had to start
+one) until that request ends (the connection's C{onIdle}) or the
+connection closes, and that time is the request's service time fed to the
+load statistics (2.0's C{REQ_COMPLETE}).
 A process whose socket cannot be connected to (it died; a /tmp cleaner
 removed the file) is stopped, and the connect waits for another process.
 
@@ -153,6 +155,8 @@ __all__ = [
 _FOREVER = 10.0 * 365 * 24 * 3600
 """A connect timeout that never fires (the manager bounds the waits)."""
 
+_INFINITY = float("inf")
+
 _HISTORY_LIMIT = 1000
 """Forgotten classes whose failure history is kept (their back-off)."""
 
@@ -217,7 +221,7 @@ class _Process:
     @ivar draining: whether it is being stopped (kill policy, C{-autoUpdate},
         unreachable socket).
     @ivar drainReason: why, for the log of its C{SIGTERM}.
-    @ivar served: requests it was given.
+    @ivar served: requests it served (or is serving).
     @ivar binaryMtime: the modification time (ns) of its file when it was
         spawned, for C{-autoUpdate}; C{None} if unknown.
     """
@@ -302,20 +306,23 @@ class _Waiter:
 
 class _Queued:
     """
-    A request waiting in the pool for a connection, with its C{startDelay}
-    and C{appConnTimeout} timers.
+    A request waiting in the pool for a connection.
 
     @ivar request: the request.
     @ivar arrivedAt: when the pool took it.
-    @ivar startDelayCall: its next C{startDelay} timer.
-    @ivar timeoutCall: its C{appConnTimeout} timer.
+    @ivar nextAsk: when it next asks for a process (every C{startDelay}).
+    @ivar deadline: when it gives up (C{appConnTimeout}), or infinity.
     """
 
-    def __init__(self, request: FastCGIRequest, arrivedAt: float) -> None:
+    __slots__ = ("request", "arrivedAt", "nextAsk", "deadline")
+
+    def __init__(
+        self, request: FastCGIRequest, arrivedAt: float, nextAsk: float, deadline: float
+    ) -> None:
         self.request = request
         self.arrivedAt = arrivedAt
-        self.startDelayCall: DelayedCall | None = None
-        self.timeoutCall: DelayedCall | None = None
+        self.nextAsk = nextAsk
+        self.deadline = deadline
 
     @property
     def waiting(self) -> bool:
@@ -324,14 +331,12 @@ class _Queued:
         """
         return not self.request.done and not self.request.attempts
 
-    def cancel(self) -> None:
+    @property
+    def due(self) -> float:
         """
-        Cancel both timers.
+        When something next happens to it.
         """
-        for call in (self.startDelayCall, self.timeoutCall):
-            if call is not None and call.active():
-                call.cancel()
-        self.startDelayCall = self.timeoutCall = None
+        return min(self.nextAsk, self.deadline)
 
 
 class _DynamicClass:
@@ -343,7 +348,10 @@ class _DynamicClass:
     @ivar processes: its live processes, oldest first.
     @ivar waiters: connects of the pool waiting for a free process, oldest
         first.
-    @ivar queued: requests waiting in the pool for a connection.
+    @ivar queued: requests that waited in the pool for a connection, in
+        arrival order (those since served are dropped lazily).
+    @ivar queueCall: the timer for the earliest C{startDelay} or
+        C{appConnTimeout} of C{queued}.
     @ivar connTime: service seconds of requests finished this period.
     @ivar smooth: the smoothed service seconds per period.
     @ivar history: restart history, for the back-off of a crashing binary.
@@ -363,7 +371,8 @@ class _DynamicClass:
         self.key = socketKey(path)
         self.processes: list[_Process] = []
         self.waiters: deque[_Waiter] = deque()
-        self.queued: dict[FastCGIRequest, _Queued] = {}
+        self.queued: deque[_Queued] = deque()
+        self.queueCall: DelayedCall | None = None
         self.connTime = 0.0
         self.smooth = 0.0
         self.history = ClassHistory()
@@ -439,12 +448,12 @@ class DynamicPool(ConnectionPool):
     waiting for a connection gets its C{startDelay} and C{appConnTimeout}
     timers).
 
-    What the manager relies on besides the pool's public API: the pool
-    starts each request on a connection with the protocol's C{request}
-    method, and learns that the request ended from the protocol's
+    What the manager relies on besides the pool's public API: the
+    protocol's C{state} is C{"ACTIVE"} while a request runs on the
+    connection; the pool learns that the request ended from the protocol's
     C{onIdle} and that the connection closed from its C{onLost} (the
-    manager puts its own callbacks in front of these); it does not give a
-    connection that is closing (C{reusable} false) a request.
+    manager puts its own callbacks in front of these); it gives a
+    connection that is closing no request.
 
     @ivar manager: the manager.
     @ivar path: the application's file name.
@@ -668,10 +677,11 @@ class DynamicApplicationManager(Service):
             if dynamicClass.startCall is not None and dynamicClass.startCall.active():
                 dynamicClass.startCall.cancel()
             dynamicClass.startCall = None
-            for queued in list(dynamicClass.queued.values()):
-                self._unqueue(dynamicClass, queued)
-                if queued.waiting:
-                    queued.request.abort(
+            self._cancelQueueCall(dynamicClass)
+            queued, dynamicClass.queued = dynamicClass.queued, deque()
+            for entry in queued:
+                if entry.waiting:
+                    entry.request.abort(
                         DynamicUnavailable(f"{dynamicClass.path}: the server is stopping")
                     )
             waiters, dynamicClass.waiters = dynamicClass.waiters, deque()
@@ -808,26 +818,33 @@ class DynamicApplicationManager(Service):
         for a connection (every connection busy), time its wait: each
         C{startDelay} it asks for one more process, and after
         C{appConnTimeout} it fails with L{DynamicStartTimeout} (module
-        docstring).
+        docstring).  One timer per class serves all its waiting requests.
 
         @param path: the application's file name.
         @param request: the request.
         """
-        if request.done or request.attempts or self.state != "running":
-            return
         dynamicClass = self._classes.get(path)
         if dynamicClass is None:
             return
+        if request.attempts:
+            self._noteStarts(dynamicClass)
+            return
+        if request.done or self.state != "running":
+            return
+        queued = dynamicClass.queued
+        while queued and not queued[0].waiting:
+            queued.popleft()
         now = self._clock.seconds()
-        queued = _Queued(request, now)
-        dynamicClass.queued[request] = queued
-        queued.startDelayCall = self._clock.callLater(
-            float(self.config.startDelay), self._startDelayPassed, dynamicClass, queued
+        timeout = self.config.appConnTimeout
+        entry = _Queued(
+            request,
+            now,
+            now + self.config.startDelay,
+            now + timeout if timeout else _INFINITY,
         )
-        if self.config.appConnTimeout:
-            queued.timeoutCall = self._clock.callLater(
-                float(self.config.appConnTimeout), self._timedOut, dynamicClass, queued
-            )
+        queued.append(entry)
+        if dynamicClass.queueCall is None:
+            self._scheduleQueueCall(dynamicClass, entry.due)
         wanted = not dynamicClass.running
         if wanted:
             self._wantProcess(
@@ -837,37 +854,60 @@ class DynamicApplicationManager(Service):
         if wanted:
             self._evaluate()
 
-    def _startDelayPassed(self, dynamicClass: _DynamicClass, queued: _Queued) -> None:
-        """
-        A request waited C{startDelay} more seconds: ask for one more
-        process (2.0's CONN_TIMEOUT message, which wakes the kill policy
-        too).
-        """
-        queued.startDelayCall = None
-        if not queued.waiting or dynamicClass.queued.get(queued.request) is not queued:
-            self._unqueue(dynamicClass, queued)
-            return
-        waited = self._clock.seconds() - queued.arrivedAt
-        self._wantProcess(
-            dynamicClass,
-            f"a request waited {waited:g} s (startDelay {self.config.startDelay} s)",
-            StartKind.GROWTH if dynamicClass.running else StartKind.ON_DEMAND,
-        )
-        self._dispatch(dynamicClass)
-        if queued.waiting:
-            queued.startDelayCall = self._clock.callLater(
-                float(self.config.startDelay), self._startDelayPassed, dynamicClass, queued
-            )
-        self._evaluate()
+    def _scheduleQueueCall(self, dynamicClass: _DynamicClass, due: float) -> None:
+        delay = max(0.0, due - self._clock.seconds())
+        dynamicClass.queueCall = self._clock.callLater(delay, self._queueDue, dynamicClass)
 
-    def _timedOut(self, dynamicClass: _DynamicClass, queued: _Queued) -> None:
+    def _cancelQueueCall(self, dynamicClass: _DynamicClass) -> None:
+        if dynamicClass.queueCall is not None and dynamicClass.queueCall.active():
+            dynamicClass.queueCall.cancel()
+        dynamicClass.queueCall = None
+
+    def _queueDue(self, dynamicClass: _DynamicClass) -> None:
+        """
+        Requests of the class waited C{startDelay} more seconds (each asks
+        for one more process: 2.0's CONN_TIMEOUT message, which wakes the
+        kill policy too) or C{appConnTimeout} (each fails, 503, logged).
+        """
+        dynamicClass.queueCall = None
+        if self.state != "running":
+            return
+        now = self._clock.seconds()
+        remaining: deque[_Queued] = deque()
+        asked = False
+        for entry in dynamicClass.queued:
+            if not entry.waiting:
+                continue
+            if entry.deadline <= now:
+                self._timedOut(dynamicClass, entry)
+                continue
+            if entry.nextAsk <= now:
+                asked = True
+                self._wantProcess(
+                    dynamicClass,
+                    f"a request waited {now - entry.arrivedAt:g} s (startDelay "
+                    f"{self.config.startDelay} s)",
+                    StartKind.GROWTH if dynamicClass.running else StartKind.ON_DEMAND,
+                )
+                while entry.nextAsk <= now:
+                    entry.nextAsk += self.config.startDelay
+            remaining.append(entry)
+        dynamicClass.queued = remaining
+        if asked:
+            self._dispatch(dynamicClass)
+        remaining = deque(e for e in dynamicClass.queued if e.waiting)
+        dynamicClass.queued = remaining
+        if remaining and dynamicClass.queueCall is None:
+            self._scheduleQueueCall(dynamicClass, min(e.due for e in remaining))
+        if asked:
+            self._evaluate()
+        else:
+            self._forgetIfUnused(dynamicClass)
+
+    def _timedOut(self, dynamicClass: _DynamicClass, entry: _Queued) -> None:
         """
         A request waited C{appConnTimeout} seconds: fail it (503), logged.
         """
-        queued.timeoutCall = None
-        self._unqueue(dynamicClass, queued)
-        if not queued.waiting:
-            return
         self.log.warn(
             "Dynamic application {appClass}: a request waited {appConnTimeout} s "
             "for a process (appConnTimeout); answering 503 ({processes} "
@@ -876,21 +916,12 @@ class DynamicApplicationManager(Service):
             appConnTimeout=self.config.appConnTimeout,
             processes=len(dynamicClass.processes),
         )
-        queued.request.abort(
+        entry.request.abort(
             DynamicStartTimeout(
                 f"{dynamicClass.path}: no process took the request within "
                 f"{self.config.appConnTimeout} s"
             )
         )
-        self._forgetIfUnused(dynamicClass)
-
-    def _unqueue(self, dynamicClass: _DynamicClass, queued: _Queued) -> None:
-        """
-        Forget a waiting request and its timers.
-        """
-        queued.cancel()
-        if dynamicClass.queued.get(queued.request) is queued:
-            del dynamicClass.queued[queued.request]
 
     def _demand(self, dynamicClass: _DynamicClass) -> int | None:
         """
@@ -960,10 +991,9 @@ class DynamicApplicationManager(Service):
                 self._serveWaiters(dynamicClass)
                 return
             process.connection = protocol
-            process.served += 1
-            self._hookRequests(process, protocol)
             waiter.deferred.callback(protocol)
             self._hookIdleAndLost(process, protocol)
+            self._noteStarts(dynamicClass)
 
         def failed(failure: Failure) -> None:
             waiter.connecting = None
@@ -1006,19 +1036,6 @@ class DynamicApplicationManager(Service):
         if wanted:
             self._evaluate()
 
-    def _hookRequests(self, process: _Process, protocol: Any) -> None:
-        """
-        Learn when a request starts on C{protocol} (the pool calls its
-        C{request} method): the process is serving from then on.
-        """
-        original = protocol.request
-
-        def request(fastcgiRequest: FastCGIRequest, *args: Any, **kwargs: Any) -> Any:
-            self._requestStarted(process, fastcgiRequest)
-            return original(fastcgiRequest, *args, **kwargs)
-
-        protocol.request = request
-
     def _hookIdleAndLost(self, process: _Process, protocol: Any) -> None:
         """
         Learn when the request on C{protocol} ends (its C{onIdle} callback)
@@ -1036,6 +1053,8 @@ class DynamicApplicationManager(Service):
                 return
             if poolIdle is not None:
                 poolIdle(p)
+                # The pool may have started a waiting request on it.
+                self._noteStarts(process.dynamicClass)
 
         def onLost(p: Any) -> None:
             try:
@@ -1043,6 +1062,7 @@ class DynamicApplicationManager(Service):
                     poolLost(p)
             finally:
                 self._connectionLost(process, p)
+                self._noteStarts(process.dynamicClass)
 
         protocol.onIdle = onIdle
         protocol.onLost = onLost
@@ -1059,15 +1079,26 @@ class DynamicApplicationManager(Service):
         elif getattr(protocol, "transport", None) is not None:
             protocol.transport.loseConnection()
 
-    def _requestStarted(self, process: _Process, request: FastCGIRequest) -> None:
+    def _noteStarts(self, dynamicClass: _DynamicClass) -> None:
         """
-        A request started on C{process}'s connection.
+        After the pool had a chance to start requests (a request taken, a
+        connection made, idle or lost), note which processes' connections
+        became active: they are serving from now.  The connection's
+        C{state} says so, whatever the method the pool starts requests
+        with.
         """
-        if process.servingSince is None:
-            process.servingSince = self._clock.seconds()
-        queued = process.dynamicClass.queued.get(request)
-        if queued is not None:
-            self._unqueue(process.dynamicClass, queued)
+        now: float | None = None
+        for process in dynamicClass.processes:
+            connection = process.connection
+            if (
+                connection is not None
+                and process.servingSince is None
+                and getattr(connection, "state", None) == "ACTIVE"
+            ):
+                if now is None:
+                    now = self._clock.seconds()
+                process.servingSince = now
+                process.served += 1
 
     def _requestEnded(self, process: _Process) -> None:
         """
@@ -1560,9 +1591,10 @@ class DynamicApplicationManager(Service):
             self._evaluate()
 
     def _forgetIfUnused(self, dynamicClass: _DynamicClass) -> None:
-        for queued in list(dynamicClass.queued.values()):
-            if not queued.waiting:
-                self._unqueue(dynamicClass, queued)
+        if any(entry.waiting for entry in dynamicClass.queued):
+            return
+        dynamicClass.queued.clear()
+        self._cancelQueueCall(dynamicClass)
         if (
             not dynamicClass.queued
             and not dynamicClass.processes
