@@ -116,7 +116,9 @@ async def test_growsToMaxClassProcessesThenReaped(
     """
     Eight concurrent slow requests grow the class to exactly
     C{maxClassProcesses} (4), all succeed, and once the load stops the
-    processes are reaped down to the floor (C{minProcesses 1}).
+    processes are reaped down to the floor (C{minProcesses 1}).  With no
+    C{-init-start-delay} the seven waiting requests all ask at C{startDelay}:
+    three starts, then the limit (logged).
     """
     before = children()
     path = responderBinary
@@ -125,6 +127,7 @@ async def test_growsToMaxClassProcessesThenReaped(
         maxClassProcesses=4,
         minProcesses=1,
         startDelay=1,
+        initStartDelay=0,
         killInterval=1,
         updateInterval=1,
         appConnTimeout=30,
@@ -243,10 +246,10 @@ def test_gatewayServesDynamicApplications(tmp_path: Path, responderBinary: str) 
         assert len(processesUnder(docroot)) == 1
         results: dict[str, int] = {}
         slow = threading.Thread(
-            target=lambda: results.update(slow=server.get("/app.fcgi?sleep=2500")[0])
+            target=lambda: results.update(slow=server.get("/app.fcgi?sleep=4000")[0])
         )
         slow.start()
-        time.sleep(0.3)
+        time.sleep(1.0)  # the slow request reaches the only process
         started = time.monotonic()
         assert server.get("/app.fcgi")[0] == 503
         assert time.monotonic() - started >= 0.9
