@@ -104,7 +104,6 @@ from txfastcgi.cgienv import (
     buildAuthorizerEnvironment,
 )
 from txfastcgi.cgiresponse import DEFAULT_MAX_HEADER_BYTES, LOCAL_REDIRECT, ResponseHead
-from txfastcgi.client import RequestResult
 from txfastcgi.exchange import DEFAULT_RETRY_AFTER, FastCGIExchange
 from txfastcgi.fcgi.constants import Role
 from txfastcgi.pool import ConnectionPool
@@ -281,15 +280,6 @@ class _Authorization:
         self._authorizer = authorizer
         self._request = request
         self.granted: Authorization | None = None
-        self.failure: Failure | None = None
-
-    def observe(self, result: RequestResult | Failure) -> RequestResult | Failure:
-        """
-        Note whether the FastCGI request failed; pass the result on.
-        """
-        if isinstance(result, Failure):
-            self.failure = result
-        return result
 
     def onHead(self, exchange: FastCGIExchange, head: ResponseHead) -> None:
         """
@@ -328,13 +318,14 @@ class _Authorization:
         granted = self.granted
         if granted is None or exchange.clientGone or self._request.channel is None:
             return
-        if self.failure is not None:
+        error = exchange.endError
+        if error is not None:
             log.error(
                 "FastCGI authorizer {backend} failed after granting {uri}: {error}; "
                 "answering 502",
                 backend=exchange.backend,
                 uri=self._uri(),
-                error=str(self.failure.value),
+                error=str(error),
             )
             _renderError(
                 self._request,
@@ -452,9 +443,6 @@ class FastCGIAuthorizer(Resource):
             maxHeaderBytes=self.maxHeaderBytes,
             retryAfter=self.retryAfter,
         )
-        # Before the pool's and the exchange's own callbacks, which consume
-        # the result.
-        exchange.fastcgiRequest.finished.addBoth(attempt.observe)
         exchange.notifyEnd().addCallback(lambda ignored: attempt.ended(exchange))
         exchange.start()
         return NOT_DONE_YET

@@ -228,6 +228,7 @@ class FastCGIExchange:
     @ivar state: C{"NEW"}, C{"HEAD"}, C{"BODY"}, C{"DISCARD"} or C{"DONE"}.
     @ivar head: the response head once parsed, else L{None}.
     @ivar clientGone: whether the HTTP client went away before the end.
+    @ivar endError: why the FastCGI request failed, once it did.
     @ivar retryAfter: seconds for C{Retry-After} on 503s that carry one.
     @ivar maxStderrLine: see L{DEFAULT_MAX_STDERR_LINE}.
     """
@@ -271,6 +272,7 @@ class FastCGIExchange:
         self.state = "NEW"
         self.head: ResponseHead | None = None
         self.clientGone = False
+        self.endError: BaseException | None = None
         self.fastcgiRequest = FastCGIRequest(
             params,
             writeStdout=self._stdout,
@@ -298,11 +300,19 @@ class FastCGIExchange:
         the pool.
         """
         request: Any = self.request
-        request.notifyFinish().addErrback(self._clientDisconnected)
+        notifications = getattr(request, "notifications", None)
+        if type(notifications) is list:
+            # What notifyFinish() would add, without a Deferred per request:
+            # Request.finish calls callback(None), connectionLost errback().
+            notifications.append(_DisconnectWatch(self))
+        else:
+            request.notifyFinish().addErrback(self._clientDisconnected)
         request.registerProducer(self, True)
         self._registered = True
         self.state = "HEAD"
-        self.pool.request(self.fastcgiRequest).addCallbacks(self._ended, self._failed)
+        fastcgiRequest = self.fastcgiRequest
+        fastcgiRequest.onEnd = self._over
+        self.pool.submit(fastcgiRequest)
 
     def notifyEnd(self) -> Deferred[None]:
         """
@@ -533,6 +543,14 @@ class FastCGIExchange:
             held, self._stderrHeld = self._stderrHeld, b""
             self._logStderr(held)
 
+    def _over(self, result: RequestResult | None, error: BaseException | None) -> None:
+        if error is None:
+            assert result is not None
+            self._ended(result)
+        else:
+            self.endError = error
+            self._failed(error)
+
     def _ended(self, result: RequestResult) -> None:
         self._flushStderr()
         state = self.state
@@ -561,11 +579,10 @@ class FastCGIExchange:
             else:
                 self._finish()
 
-    def _failed(self, failure: Failure) -> None:
+    def _failed(self, error: BaseException) -> None:
         self._flushStderr()
         state = self.state
         self._done()
-        error = failure.value
         if self.clientGone or self._aborted or isinstance(error, CancelledError):
             # We aborted it ourselves, and answered already if we could.
             return
@@ -575,7 +592,7 @@ class FastCGIExchange:
             if status == http.INTERNAL_SERVER_ERROR:
                 self.log.failure(
                     "FastCGI request to {backend} for {uri} failed unexpectedly",
-                    failure,
+                    Failure(error),  # type: ignore[no-untyped-call]
                     backend=self.backend,
                     uri=self._uri(),
                 )
@@ -697,6 +714,26 @@ class FastCGIExchange:
 
     def _uri(self) -> str:
         return self.request.uri.decode("latin-1")
+
+
+class _DisconnectWatch:
+    """
+    Stands in for the Deferred C{Request.notifyFinish} would return: told
+    of the end of the HTTP request (ignored) or of the client going away.
+    """
+
+    __slots__ = ("_exchange",)
+
+    def __init__(self, exchange: FastCGIExchange) -> None:
+        self._exchange = exchange
+
+    def callback(self, result: object) -> None:
+        del self._exchange
+
+    def errback(self, reason: Failure | None = None) -> None:
+        exchange = self._exchange
+        del self._exchange
+        exchange._clientDisconnected(reason)
 
 
 def _respond(exchange: FastCGIExchange, head: ResponseHead) -> None:

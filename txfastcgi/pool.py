@@ -510,12 +510,20 @@ class ConnectionPool:
             L{PoolOverloaded}, L{PoolClosed}, L{ConnectError} or
             L{ConnectTimeout}.
         """
+        self.submit(request)
+        return request.finished
+
+    def submit(self, request: FastCGIRequest) -> None:
+        """
+        Like L{request}, for a caller that learns the outcome from
+        C{request.onEnd} rather than from C{request.finished}.
+        """
         if request.done or request.attempts:
             raise RuntimeError(f"{request!r} was already started")
         request._finishHook = self._finished
         if self._closed:
             request._reject(PoolClosed(f"pool for {self.address} is closed"))
-            return request.finished
+            return
         request._retryHook = self._retryHook
         request._unqueueHook = self._unqueue
         self._waiting.append(request)
@@ -545,7 +553,6 @@ class ConnectionPool:
                     f"and {len(self._waiting)} requests queued"
                 )
             )
-        return request.finished
 
     def closeAll(self) -> Deferred[None]:
         """
@@ -642,7 +649,7 @@ class ConnectionPool:
             self._requestStarts[protocol] = (now, answered)
             if not answered and protocol not in self._unanswered:
                 self._unanswered[protocol] = _Unanswered(now)
-        protocol.request(request, keepConnection=self._useKeepAlive())
+        protocol.startRequest(request, keepConnection=self._useKeepAlive())
 
     def _unqueue(self, request: FastCGIRequest) -> None:
         try:
