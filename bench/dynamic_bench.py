@@ -13,8 +13,11 @@ L{tests.peers.buildResponder}) as
   - B{dynamic}: the same file under
     L{txfastcgi.dynamic.DynamicApplicationManager} (C{FCGIConfig
     -maxClassProcesses P -startDelay 1}), reached through
-    L{txfastcgi.dynamic.DynamicApplicationManager.poolFor} (one connection
-    per request, as the module docstring explains).
+    L{txfastcgi.dynamic.DynamicApplicationManager.poolFor} (kept
+    connections, one per process), and, for comparison in the same run,
+    through the same L{txfastcgi.dynamic.DynamicPool} with
+    C{keepAlive=False} (one connection per request, as dynamic pools were
+    before they kept connections).
 
 Figures (FastCGI requests from this process, no HTTP in front; each a
 median over C{--runs}):
@@ -27,12 +30,11 @@ median over C{--runs}):
   - C{procs}: processes of the class at the end.
 
 Rows: static with C{P} processes (with kept connections, and with one
-connection per request as the dynamic pool does) and with one; dynamic as
-the load made it
-(fast requests never wait C{startDelay}, so it stays at one process);
-dynamic first grown to C{P} processes by C{2P} concurrent 1.5 s requests.
-Static and dynamic differ in connections too: the static pool keeps them
-(C{FCGI_KEEP_CONN}), the dynamic one connects per request.
+connection per request) and with one; dynamic as the load made it (fast
+requests never wait C{startDelay}, so it stays at one process: compare with
+static P=1); dynamic first grown to C{P} processes by C{2P} concurrent 1.5 s
+requests (compare with static P=4); each dynamic row also without kept
+connections.
 
 Run: C{.venv/bin/python bench/dynamic_bench.py [--runs 3] [--clients 4]
 [--seconds 3] [--processes 4]}.
@@ -57,7 +59,7 @@ from tests import peers  # noqa: E402
 from txfastcgi.appclass import AppClassConfig, IpcDirConfig  # noqa: E402
 from txfastcgi.client import FastCGIRequest  # noqa: E402
 from txfastcgi.config.model import DynamicConfig  # noqa: E402
-from txfastcgi.dynamic import DynamicApplicationManager  # noqa: E402
+from txfastcgi.dynamic import DynamicApplicationManager, DynamicPool  # noqa: E402
 from txfastcgi.pool import ConnectionPool  # noqa: E402
 from txfastcgi.supervisor import ApplicationSupervisor  # noqa: E402
 
@@ -156,7 +158,11 @@ async def grow(pool: Any, count: int) -> None:
 
 
 async def runDynamic(
-    reactor: Any, path: str, args: argparse.Namespace, grown: bool
+    reactor: Any,
+    path: str,
+    args: argparse.Namespace,
+    grown: bool,
+    keepAlive: bool = True,
 ) -> tuple[float, float, int]:
     """
     One dynamic run: first-request latency (start included), req/s,
@@ -171,7 +177,19 @@ async def runDynamic(
     )
     manager.privilegedStartService()
     manager.startService()
-    pool = manager.poolFor(path)
+    if keepAlive:
+        pool = manager.poolFor(path)
+    else:
+        pool = DynamicPool(
+            manager,
+            path,
+            maxConnections=args.processes,
+            keepAlive=False,
+            multiplex=False,
+            probeValues=False,
+            stallGrace=None,
+            connectTimeout=3600.0,
+        )
     try:
         started = time.perf_counter()
         await one(pool)
@@ -197,7 +215,9 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
         f"static P={P} no keep",
         "static P=1",
         "dynamic",
+        "dynamic no keep",
         f"dynamic grown to {P}",
+        f"dyn. grown {P} no keep",
     ]
     results: dict[str, list[tuple[float, float, int]]] = {n: [] for n in names}
     for _ in range(args.runs):
@@ -205,7 +225,9 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
         results[names[1]].append(await runStatic(reactor, path, args, P, False))
         results[names[2]].append(await runStatic(reactor, path, args, 1))
         results[names[3]].append(await runDynamic(reactor, path, args, False))
-        results[names[4]].append(await runDynamic(reactor, path, args, True))
+        results[names[4]].append(await runDynamic(reactor, path, args, False, False))
+        results[names[5]].append(await runDynamic(reactor, path, args, True))
+        results[names[6]].append(await runDynamic(reactor, path, args, True, False))
     print(
         f"responder {path}; {args.clients} clients, {args.seconds} s, "
         f"P={args.processes}, medians of {args.runs} runs"
