@@ -691,3 +691,30 @@ async def test_stalledMultiplexedRequestAborted(peerDir: str) -> None:
     finally:
         await closePool(pool)
         await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_requestSentStraightToTheSocket(responder: Any) -> None:
+    """
+    A request on an idle kept connection is written straight to the socket:
+    right after it starts, the transport holds nothing unsent and is not
+    waiting for writability (no reactor round trip per request); the
+    answer arrives as usual.
+    """
+    pool = ConnectionPool(getReactor(), responder.endpointDescription)
+    try:
+        await call(pool, responderParams(""))
+        [protocol] = list(pool._idle)
+        transport = protocol.transport
+        response = Response()
+        request = FastCGIRequest(
+            responderParams("echo"), writeStdout=response.write, body=b"x" * 5000
+        )
+        finished = pool.request(request)
+        assert transport.dataBuffer == b""
+        assert transport._tempDataBuffer == []
+        assert transport not in getReactor().getWriters()
+        assert await bounded(finished) == RequestResult(0, 0)
+        assert response.body == b"x" * 5000
+    finally:
+        await closePool(pool)

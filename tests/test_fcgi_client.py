@@ -452,3 +452,53 @@ def test_roundTripWithServerConnection(
         RequestEnded(requestId=requestId, appStatus=5, protocolStatus=0),
     ]
     assert client.requests == {}
+
+
+@given(
+    params=st.lists(
+        st.tuples(st.binary(max_size=300), st.binary(max_size=70000)), max_size=4
+    ),
+    stdin=st.binary(max_size=140000),
+    role=st.sampled_from([Role.RESPONDER, Role.AUTHORIZER]),
+    keep=st.booleans(),
+)
+@settings(max_examples=40, deadline=None)
+def test_sendRequestIsTheSeparateCallsInOne(
+    params: list[tuple[bytes, bytes]], stdin: bytes, role: Role, keep: bool
+) -> None:
+    """
+    C{sendRequest} queues one byte string equal to what C{beginRequest},
+    C{sendParams}, C{endParams}, C{sendStdin} and C{endStdin} queue, and
+    leaves the request with every input stream closed.
+    """
+    separate = ClientConnection()
+    separate.beginRequest(3, role, keep)
+    separate.sendParams(3, params)
+    separate.endParams(3)
+    separate.sendStdin(3, stdin)
+    separate.endStdin(3)
+    together = ClientConnection()
+    together.sendRequest(3, role, keep, params, stdin)
+    chunks = together.dataToSend()
+    assert len(chunks) == 1
+    assert chunks[0] == sent(separate)
+    assert together.requests[3].input is InputState.DONE
+    assert together.closing is (not keep)
+    with pytest.raises(LocalProtocolError):
+        together.sendStdin(3, b"more")
+
+
+def test_sendRequestRefusesFilterAndActiveIds() -> None:
+    """
+    A Filter request cannot be sent whole (its DATA follows STDIN), and an
+    active id cannot be begun again; nothing is queued either way.
+    """
+    conn = ClientConnection()
+    with pytest.raises(LocalProtocolError, match="Filter"):
+        conn.sendRequest(1, Role.FILTER, True, [])
+    assert conn.requests == {}
+    conn.sendRequest(1, Role.RESPONDER, True, [])
+    conn.dataToSend()
+    with pytest.raises(LocalProtocolError, match="already active"):
+        conn.sendRequest(1, Role.RESPONDER, True, [])
+    assert conn.dataToSend() == []

@@ -48,9 +48,10 @@ consumer) is closed and its requests fail with L{ResponseTimeout}.
 from __future__ import annotations
 
 from collections import deque
-from typing import IO, Callable, Iterable, NamedTuple, Protocol as TypingProtocol
+from typing import IO, Any, Callable, Iterable, NamedTuple, Protocol as TypingProtocol
 from typing import Sequence, Union, cast
 
+from twisted.internet import tcp as _tcp, unix as _unix
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IPullProducer, IPushProducer
 from twisted.internet.protocol import Protocol, connectionDone
@@ -134,6 +135,44 @@ DEFAULT_MAX_BUFFER = 1 << 20
 _INLINE_BODY = 4 * STREAM_CHUNK_SIZE
 
 _JOIN_LIMIT = 16384
+
+# Transports whose socket _writeThrough may write to directly: the reactor's
+# own TCP and Unix client connections (not TLS, not test doubles).
+_DIRECT_TRANSPORTS: frozenset[type] = frozenset([_tcp.Client, _unix.Client])
+
+
+def _writeThrough(transport: object, data: bytes) -> None:
+    """
+    Write C{data} to C{transport}; when it is one of the reactor's plain
+    socket connections and holds nothing unsent (and no producer waits on
+    it), send at once, and hand the transport only what the socket did not
+    take.
+
+    A transport's C{write} only buffers and asks the reactor to watch for
+    writability (an C{epoll_ctl} now, a wake-up, a C{send} and another
+    C{epoll_ctl} later); a request's records almost always fit in the socket
+    buffer, so sending them straight away saves all of that.  Errors are
+    left to the transport: it meets them again on its own write.
+    """
+    t: Any = transport
+    if (
+        type(t) in _DIRECT_TRANSPORTS
+        and t.connected
+        and not t.disconnecting
+        and not t.dataBuffer
+        and not t._tempDataBuffer
+        and t.producer is None
+        and not getattr(t, "_sendmsgQueue", None)
+        and not getattr(t, "TLS", False)
+    ):
+        try:
+            sent = t.socket.send(data)
+        except OSError:
+            sent = 0
+        if sent == len(data):
+            return
+        data = data[sent:]
+    t.write(data)
 """Output of at most this many bytes is joined into one write."""
 
 
@@ -953,20 +992,29 @@ class FastCGIClientProtocol(Protocol):
         request._attach(self, requestId)
         self._requests[requestId] = request
         self.requestsStarted += 1
-        connection.beginRequest(requestId, request.role, keepConnection)
-        connection.sendParams(requestId, request.params)
-        connection.endParams(requestId)
-        inline = 0
-        for _, reader in request._inputs:
-            size = reader.size
-            if size is None:
-                inline = _INLINE_BODY + 1
-                break
-            inline += size
-        if inline <= _INLINE_BODY:
-            # Small in-memory bodies go out at once.
-            while request._inputs:
-                request._nextInput(connection)
+        body = request._body
+        size = body.size
+        if request._data is None and size is not None and size <= _INLINE_BODY:
+            # The common case: the whole request in one write.
+            connection.sendRequest(
+                requestId, request.role, keepConnection, request.params, body.read(size)
+            )
+            request._inputs = []
+        else:
+            connection.beginRequest(requestId, request.role, keepConnection)
+            connection.sendParams(requestId, request.params)
+            connection.endParams(requestId)
+            inline = 0
+            for _, reader in request._inputs:
+                size = reader.size
+                if size is None:
+                    inline = _INLINE_BODY + 1
+                    break
+                inline += size
+            if inline <= _INLINE_BODY:
+                # Small in-memory bodies go out at once.
+                while request._inputs:
+                    request._nextInput(connection)
         self._flush()
         if self.state == "IDLE":
             self.state = "ACTIVE"
@@ -1014,11 +1062,11 @@ class FastCGIClientProtocol(Protocol):
         data = self._connection.dataToSend()
         if data and self.transport is not None:
             if len(data) == 1:
-                self._transport.write(data[0])
+                _writeThrough(self.transport, data[0])
             elif sum(map(len, data)) <= _JOIN_LIMIT:
                 # One write of a few small records (a request's BEGIN_REQUEST,
                 # PARAMS and empty STDIN) is cheaper than a sequence of them.
-                self._transport.write(b"".join(data))
+                _writeThrough(self.transport, b"".join(data))
             else:
                 self._transport.writeSequence(data)
 

@@ -130,6 +130,24 @@ def _addressParts(address: object) -> tuple[bytes, int | None]:
     return b"", None
 
 
+def _isSecure(request: Any) -> bool:
+    """
+    C{request.isSecure()}, with the channel's answer kept on the channel
+    (it asks zope.interface about its transport, for every request).
+    """
+    if getattr(request, "_forceSSL", False):
+        return True
+    channel = request.channel
+    secure: bool | None = getattr(channel, "_txfastcgiSecure", None)
+    if secure is None:
+        secure = bool(request.isSecure())
+        try:
+            channel._txfastcgiSecure = secure
+        except AttributeError:
+            pass
+    return secure
+
+
 def requestBody(request: Request) -> tuple[BodySource, int]:
     """
     The body of a request as a L{FastCGIRequest} source, and its length.
@@ -227,7 +245,7 @@ def gatewayRequestFor(
         serverProtocol=r.clientproto,
         remoteAddress=remoteAddress,
         remotePort=remotePort,
-        secure=r.isSecure(),
+        secure=_isSecure(r),
         headers=headers,
         contentLength=contentLength,
         extraVariables=extraVariables,

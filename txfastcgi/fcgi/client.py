@@ -272,6 +272,38 @@ class ClientConnection:
             _beginRecord(requestId, role, FCGI_KEEP_CONN if keepConnection else 0)
         )
 
+    def sendRequest(
+        self,
+        requestId: int,
+        role: int,
+        keepConnection: bool,
+        pairs: Iterable[tuple[bytes, bytes]],
+        stdin: bytes = b"",
+    ) -> None:
+        """
+        Queue a whole Responder or Authorizer request as one byte string:
+        what L{beginRequest}, L{sendParams}, L{endParams}, L{sendStdin} with
+        C{stdin} and L{endStdin} would queue one after the other.  The request
+        moves to C{DONE}.
+
+        @raise LocalProtocolError: as L{beginRequest}; for the Filter role,
+            whose DATA stream follows STDIN.
+        """
+        if role == _FILTER:
+            raise LocalProtocolError(
+                "sendRequest cannot send a Filter request (its DATA stream follows)"
+            )
+        out = self._out
+        self.beginRequest(requestId, role, keepConnection)
+        parts = [out.pop()]
+        parts += streamChunks(_PARAMS, requestId, encodePairs(pairs))
+        parts.append(_endRecord(_PARAMS, requestId))
+        if stdin:
+            parts += streamChunks(_STDIN, requestId, stdin)
+        parts.append(_endRecord(_STDIN, requestId))
+        out.append(b"".join(parts))
+        self.requests[requestId].input = InputState.DONE
+
     def sendParams(self, requestId: int, pairs: Iterable[tuple[bytes, bytes]]) -> None:
         """
         Queue name-value pairs as PARAMS records.  The encoded pairs are one
