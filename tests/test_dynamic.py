@@ -397,6 +397,40 @@ class GrowthTests(ManagerTestCase):
         self.ok(first)
         self.ok(self.get(manager))
 
+    def test_eachWaitingRequestHasItsOwnDeadline(self) -> None:
+        """
+        Waiting requests time out C{appConnTimeout} after each one arrived;
+        a request handed to the pool by the caller of one that timed out
+        gets its own full wait.
+        """
+        manager = self.manager(maxClassProcesses=1, startDelay=1, appConnTimeout=3)
+        first = self.get(manager, "hold")
+        second = self.get(manager)
+        self.advance(1.5)
+        third = self.get(manager)
+        later: list[Deferred[ResponseCollector]] = []
+
+        def another(failure: object) -> object:
+            later.append(self.get(manager))
+            return failure
+
+        second.addErrback(another)
+        self.advance(1.5)  # t=3
+        self.failureResultOf(second, DynamicStartTimeout)
+        self.assertNoResult(third)
+        [fourth] = later
+        self.advance(1.499)
+        self.assertNoResult(third)
+        self.advance(0.001)  # t=4.5
+        self.failureResultOf(third, DynamicStartTimeout)
+        self.advance(1.499)
+        self.assertNoResult(fourth)
+        self.advance(0.001)  # t=6
+        self.failureResultOf(fourth, DynamicStartTimeout)
+        self.assertEqual(len(self.logged(appConnTimeout=3)), 3)
+        self.apps.release()
+        self.ok(first)
+
     def test_abortedWaitingRequestAsksNothing(self) -> None:
         """
         A waiting request its client gave up on asks for no process.

@@ -873,9 +873,10 @@ class DynamicApplicationManager(Service):
         if self.state != "running":
             return
         now = self._clock.seconds()
-        remaining: deque[_Queued] = deque()
         asked = False
-        for entry in dynamicClass.queued:
+        # A snapshot: failing a request runs its caller's code, which may
+        # hand the pool another request.
+        for entry in list(dynamicClass.queued):
             if not entry.waiting:
                 continue
             if entry.deadline <= now:
@@ -891,13 +892,12 @@ class DynamicApplicationManager(Service):
                 )
                 while entry.nextAsk <= now:
                     entry.nextAsk += self.config.startDelay
-            remaining.append(entry)
-        dynamicClass.queued = remaining
         if asked:
             self._dispatch(dynamicClass)
         remaining = deque(e for e in dynamicClass.queued if e.waiting)
         dynamicClass.queued = remaining
-        if remaining and dynamicClass.queueCall is None:
+        self._cancelQueueCall(dynamicClass)
+        if remaining:
             self._scheduleQueueCall(dynamicClass, min(e.due for e in remaining))
         if asked:
             self._evaluate()
