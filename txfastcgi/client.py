@@ -80,6 +80,7 @@ from txfastcgi.fcgi.events import (
     ValuesReceived,
 )
 from txfastcgi.fcgi.records import STREAM_CHUNK_SIZE
+from txfastcgi.unixstream import StreamUNIXClient
 
 __all__ = [
     "ApplicationConnectionLost",
@@ -138,7 +139,7 @@ _JOIN_LIMIT = 16384
 
 # Transports whose socket _writeThrough may write to directly: the reactor's
 # own TCP and Unix client connections (not TLS, not test doubles).
-_DIRECT_TRANSPORTS: frozenset[type] = frozenset([_tcp.Client, _unix.Client])
+_DIRECT_TRANSPORTS: frozenset[type] = frozenset([_tcp.Client, _unix.Client, StreamUNIXClient])
 
 
 def _writeThrough(transport: object, data: bytes) -> None:

@@ -128,7 +128,6 @@ from twisted.internet.defer import CancelledError, Deferred, TimeoutError
 from twisted.internet.endpoints import (
     TCP4ClientEndpoint,
     TCP6ClientEndpoint,
-    UNIXClientEndpoint,
 )
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
@@ -149,6 +148,7 @@ from txfastcgi.client import (
     TimeSource,
 )
 from txfastcgi.fcgi.constants import FCGI_MAX_CONNS, FCGI_MAX_REQS, FCGI_MPXS_CONNS
+from txfastcgi.unixstream import streamUNIXClientEndpoint
 
 __all__ = [
     "ApplicationAddress",
@@ -267,9 +267,7 @@ class ApplicationAddress:
         """
         endpoint: object
         if self.kind == "unix":
-            endpoint = UNIXClientEndpoint(  # type: ignore[no-untyped-call]
-                reactor, self.path, timeout=timeout
-            )
+            endpoint = streamUNIXClientEndpoint(reactor, self.path, timeout=timeout)
         elif ":" in self.host:
             endpoint = TCP6ClientEndpoint(  # type: ignore[no-untyped-call]
                 reactor, self.host, self.port, timeout=timeout
