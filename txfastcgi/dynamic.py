@@ -115,6 +115,7 @@ from twisted.python.failure import Failure
 
 from txfastcgi._time import DelayedCall, TimeSource
 from txfastcgi.appclass import IpcDirConfig, resolveInitialEnv
+from txfastcgi.client import FastCGIRequest, RequestResult
 from txfastcgi.config.model import DynamicConfig
 from txfastcgi.ipc import (
     IPCError,
@@ -123,7 +124,6 @@ from txfastcgi.ipc import (
     prepareDynamicDirectory,
     prepareIpcDirectory,
 )
-from txfastcgi.pool import ConnectError, ConnectionPool
 from txfastcgi.loadpolicy import (
     ClassLoad,
     LoadParameters,
@@ -138,8 +138,8 @@ from txfastcgi.loadpolicy import (
     smoothLoad,
     startDue,
 )
-from txfastcgi.client import FastCGIRequest, RequestResult
 from txfastcgi.policy import ClassHistory, RestartPolicy, nextStartTime, recordDeath, recordStart
+from txfastcgi.pool import ConnectError, ConnectionPool
 from txfastcgi.supervisor import DEFAULT_STOP_GRACE, ProcessReactor, _AppProcess
 
 __all__ = [
@@ -937,6 +937,13 @@ class DynamicApplicationManager(Service):
         connecting = sum(1 for p in dynamicClass.processes if p.connecting)
         return pool.queued - connecting
 
+    def _waitingCount(self, dynamicClass: _DynamicClass) -> int:
+        """
+        @return: how many requests of the class wait for a connection.
+        """
+        pool = self._pools.get(dynamicClass.path)
+        return pool.queued if pool is not None else len(dynamicClass.waiters)
+
     def _needsProcess(self, dynamicClass: _DynamicClass) -> bool:
         """
         Whether requests of the class wait for a connection.
@@ -1182,9 +1189,11 @@ class DynamicApplicationManager(Service):
                     reason=reason,
                     limit=refusal.value,
                     value=limit,
-                    waiting=len(dynamicClass.waiters),
+                    waiting=self._waitingCount(dynamicClass),
                     processes=len(dynamicClass.processes),
                     total=self.processCount(),
+                    load=self._loadOf(dynamicClass, self._clock.seconds()),
+                    decision="refuse",
                 )
             return
         now = self._clock.seconds()
