@@ -139,7 +139,7 @@ from txfastcgi.loadpolicy import (
     startDue,
 )
 from txfastcgi.policy import ClassHistory, RestartPolicy, nextStartTime, recordDeath, recordStart
-from txfastcgi.pool import ConnectError, ConnectionPool
+from txfastcgi.pool import ApplicationAddress, ConnectError, ConnectionPool
 from txfastcgi.supervisor import DEFAULT_STOP_GRACE, ProcessReactor, _AppProcess
 
 __all__ = [
@@ -527,7 +527,7 @@ class DynamicApplicationManager(Service):
         @param gid: the run-as group, likewise.
         @param environ: the server's environment, for C{-initial-env NAME}.
         @param connector: connects to a process's socket; a
-            C{UNIXClientEndpoint} of C{reactor} by default.
+            Unix endpoint of C{reactor} made as a static pool makes it by default.
         @param stopGrace: seconds between SIGTERM and SIGKILL.
         """
         self._reactor = reactor
@@ -1142,11 +1142,11 @@ class DynamicApplicationManager(Service):
         self._dispatch(dynamicClass)
 
     def _connectUnix(self, path: str, factory: Any) -> Deferred[Any]:
-        from twisted.internet.endpoints import UNIXClientEndpoint
-
-        endpoint = UNIXClientEndpoint(self._reactor, path)  # type: ignore[no-untyped-call]
-        d: Deferred[Any] = endpoint.connect(factory)  # type: ignore[no-untyped-call]
-        return d
+        """
+        Connect to a process's socket as a static application's pool does
+        (L{ApplicationAddress.endpoint}).
+        """
+        return ApplicationAddress.unix(path).endpoint(self._reactor).connect(factory)
 
     # --- starting -------------------------------------------------------------------
 
