@@ -247,7 +247,8 @@ class BackpressureTests(SynchronousTestCase, ProtocolTestMixin):
         self.assertEqual(collector.stdout, [b"a"])
         self.assertNoResult(d)
         request.resumeProducing()
-        self.assertEqual(collector.stdout, [b"a", b"b", b"c"])
+        # STDOUT records that arrive in one read are delivered as one piece.
+        self.assertEqual(collector.stdout, [b"a", b"bc"])
         self.successResultOf(d)
 
     def test_pauseDuringWrite(self) -> None:
@@ -262,9 +263,12 @@ class BackpressureTests(SynchronousTestCase, ProtocolTestMixin):
             got.append(data)
             request.pauseProducing()
 
-        request = FastCGIRequest([], writeStdout=write)
+        request = FastCGIRequest([], writeStdout=write, writeStderr=lambda data: None)
         protocol.request(request)
-        protocol.dataReceived(stdout(1, b"1") + stdout(1, b"2"))
+        # (A STDERR record between them, or the two pieces would come as one.)
+        protocol.dataReceived(
+            stdout(1, b"1") + encodeRecord(RecordType.STDERR, 1, b"e") + stdout(1, b"2")
+        )
         self.assertEqual(got, [b"1"])
         self.assertEqual(transport.producerState, "paused")
         request.resumeProducing()

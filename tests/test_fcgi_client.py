@@ -502,3 +502,30 @@ def test_sendRequestRefusesFilterAndActiveIds() -> None:
     with pytest.raises(LocalProtocolError, match="already active"):
         conn.sendRequest(1, Role.RESPONDER, True, [])
     assert conn.dataToSend() == []
+
+
+def test_stdoutRecordsOfOneReadMerged() -> None:
+    """
+    Consecutive STDOUT records of one request in one read come as one
+    event; records of another request or of another type end the run.
+    """
+    conn = ClientConnection()
+    conn.beginRequest(1)
+    conn.beginRequest(2)
+    data = (
+        encodeRecord(RecordType.STDOUT, 1, b"a")
+        + encodeRecord(RecordType.STDOUT, 1, b"b")
+        + encodeRecord(RecordType.STDOUT, 1, b"c")
+        + encodeRecord(RecordType.STDOUT, 2, b"x")
+        + encodeRecord(RecordType.STDOUT, 2, b"y")
+        + encodeRecord(RecordType.STDERR, 1, b"e")
+        + encodeRecord(RecordType.STDOUT, 1, b"d")
+        + encodeRecord(RecordType.STDOUT, 1)
+    )
+    assert conn.receiveData(data) == [
+        StdoutReceived(requestId=1, data=b"abc"),
+        StdoutReceived(requestId=2, data=b"xy"),
+        StderrReceived(requestId=1, data=b"e"),
+        StdoutReceived(requestId=1, data=b"d"),
+        StdoutEnded(requestId=1),
+    ]

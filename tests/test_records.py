@@ -1200,3 +1200,62 @@ def test_recordRepr() -> None:
     long = repr(Record(99, 2, b"x" * 40))
     assert long.startswith("Record(type 99, requestId=2, 40 bytes: b'xxxx")
     assert long.endswith("...')")
+
+
+@given(
+    records=st.lists(
+        st.tuples(
+            st.sampled_from([RecordType.STDOUT, RecordType.STDERR]),
+            st.integers(min_value=1, max_value=2),
+            st.binary(max_size=40),
+        ),
+        max_size=12,
+    ),
+    cuts=st.lists(st.integers(min_value=0, max_value=2000), max_size=3),
+)
+@settings(max_examples=200, deadline=None)
+def test_mergedReaderKeepsEveryByte(
+    records: list[tuple[int, int, bytes]], cuts: list[int]
+) -> None:
+    """
+    A reader that merges STDOUT returns, for any split of the stream, the
+    same STDOUT bytes per request and the same other records, in order;
+    no two consecutive records it returns are non-empty STDOUT of one
+    request when the whole stream came in one chunk.
+    """
+    data = b"".join(encodeRecord(t, i, c) for t, i, c in records)
+    whole = RecordReader(mergeTypes=(RecordType.STDOUT,)).feedTuples(data)
+    for before, after in zip(whole, whole[1:]):
+        assert not (
+            before[0] == after[0] == RecordType.STDOUT
+            and before[1] == after[1]
+            and before[2]
+            and after[2]
+        )
+    reader = RecordReader(mergeTypes=(RecordType.STDOUT,))
+    split: list[tuple[int, int, bytes]] = []
+    position = 0
+    for cut in sorted(min(c, len(data)) for c in cuts) + [len(data)]:
+        split += reader.feedTuples(data[position:cut])
+        position = cut
+
+    def normal(found: list[tuple[int, int, bytes]]) -> list[tuple[int, int, bytes]]:
+        # Join runs of non-empty STDOUT of one request; keep the rest.
+        out: list[tuple[int, int, bytes]] = []
+        for recordType, requestId, content in found:
+            if (
+                out
+                and recordType == RecordType.STDOUT
+                and content
+                and out[-1][0] == RecordType.STDOUT
+                and out[-1][1] == requestId
+                and out[-1][2]
+            ):
+                out[-1] = (recordType, requestId, out[-1][2] + content)
+            else:
+                out.append((int(recordType), requestId, content))
+        return out
+
+    expected = normal([(int(t), i, c) for t, i, c in records])
+    assert normal(whole) == expected
+    assert normal(split) == expected

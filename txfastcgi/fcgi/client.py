@@ -205,7 +205,7 @@ class ClientConnection:
     def __init__(self) -> None:
         self.requests: dict[int, RequestState] = {}
         self.closing = False
-        self._reader = RecordReader()
+        self._reader = RecordReader(mergeTypes=(_STDOUT,))
         self._out: list[bytes] = []
         self._error: RemoteProtocolError | None = None
 
@@ -445,7 +445,9 @@ class ClientConnection:
         """
         Feed bytes from the application.
 
-        @return: the events the bytes complete, in order.
+        @return: the events the bytes complete, in order; consecutive
+            STDOUT records of one request that arrive whole in one chunk come
+            as one L{StdoutReceived}.
         @raise RemoteProtocolError: if the application broke the protocol;
             events before the bad record are lost with it, since the
             connection cannot be trusted any more.

@@ -376,6 +376,19 @@ record never costs more than about its own size however it is cut.
 """
 
 
+def _joinRun(
+    data: bytes, recordType: int, requestId: int, run: list[tuple[int, int]]
+) -> tuple[int, int, bytes]:
+    """
+    One record whose content is the contents at the offsets in C{run}.
+    """
+    if len(run) == 1:
+        start, stop = run[0]
+        return (recordType, requestId, data[start:stop])
+    view = memoryview(data)
+    return (recordType, requestId, b"".join([view[start:stop] for start, stop in run]))
+
+
 class RecordReader:
     """
     Incremental record reader: feed it bytes as they arrive, in any split, and it
@@ -390,7 +403,14 @@ class RecordReader:
     error the reader is broken and raises the same error again.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, mergeTypes: Iterable[int] = ()) -> None:
+        """
+        @param mergeTypes: record types whose consecutive non-empty records
+            of one request, when they arrive whole in one chunk, are returned
+            as one record with their contents joined (a large STDOUT stream
+            then costs one record per read rather than one per 8 KiB).
+        """
+        self._merge = frozenset(mergeTypes)
         self._state = _HEADER_STATE
         self._header = bytearray()
         self._type = 0
@@ -454,6 +474,11 @@ class RecordReader:
             # Fast path: whole records (header, content and padding all in
             # this chunk), as an application's answer usually arrives.
             unpack = _HEADER.unpack_from
+            merge = self._merge
+            # A run of records to merge: their type, request id and content
+            # offsets.
+            runType = runId = -1
+            run: list[tuple[int, int]] = []
             while end - pos >= FCGI_HEADER_LEN:
                 version, recordType, requestId, length, padding, reserved = unpack(
                     data, pos
@@ -470,8 +495,22 @@ class RecordReader:
                     # Incomplete, or broken: the general path below deals
                     # with it (and raises for a broken header).
                     break
-                records.append((recordType, requestId, data[start:stop]))
                 pos = stop + padding
+                if length and recordType in merge:
+                    if recordType == runType and requestId == runId:
+                        run.append((start, stop))
+                        continue
+                    if run:
+                        records.append(_joinRun(data, runType, runId, run))
+                    runType, runId, run = recordType, requestId, [(start, stop)]
+                    continue
+                if run:
+                    records.append(_joinRun(data, runType, runId, run))
+                    runType = runId = -1
+                    run = []
+                records.append((recordType, requestId, data[start:stop]))
+            if run:
+                records.append(_joinRun(data, runType, runId, run))
             if pos == end:
                 return records
         view: memoryview | None = None
