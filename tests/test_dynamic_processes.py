@@ -301,8 +301,8 @@ async def test_autoUpdateRestartsChangedApplication(
         new = int(headers["x-pid"])
         spawned.add(new)
         assert new != old
-        await waitFor(lambda: not alive(old), "the old process to exit", 10)
-        assert manager.pids(path) == [new]
+        await waitFor(lambda: manager.pids(path) == [new], "the old process to end", 10)
+        assert not alive(old)
         assert len(events.having(decision="update", appClass=path)) == 1
     finally:
         await stopAndCheck(manager, pool, before, spawned, peerDir)

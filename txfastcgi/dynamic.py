@@ -221,6 +221,7 @@ class _Process:
     @ivar draining: whether it is being stopped (kill policy, C{-autoUpdate},
         unreachable socket).
     @ivar drainReason: why, for the log of its C{SIGTERM}.
+    @ivar ended: whether it has ended (removed from its class).
     @ivar served: requests it served (or is serving).
     @ivar binaryMtime: the modification time (ns) of its file when it was
         spawned, for C{-autoUpdate}; C{None} if unknown.
@@ -244,6 +245,7 @@ class _Process:
         self.connecting = False
         self.servingSince: float | None = None
         self.draining = False
+        self.ended = False
         self.drainReason = ""
         self.served = 0
         self.binaryMtime: int | None = None
@@ -832,7 +834,10 @@ class DynamicApplicationManager(Service):
         if request.done or self.state != "running":
             return
         queued = dynamicClass.queued
-        while queued and not queued[0].waiting:
+        while queued:
+            head = queued[0].request
+            if not (head.done or head.attempts):
+                break
             queued.popleft()
         now = self._clock.seconds()
         timeout = self.config.appConnTimeout
@@ -845,12 +850,17 @@ class DynamicApplicationManager(Service):
         queued.append(entry)
         if dynamicClass.queueCall is None:
             self._scheduleQueueCall(dynamicClass, entry.due)
-        wanted = not dynamicClass.running
+        wanted = True
+        for process in dynamicClass.processes:
+            if not process.draining:
+                wanted = False
+                break
         if wanted:
             self._wantProcess(
                 dynamicClass, "on demand: no process is running", StartKind.ON_DEMAND
             )
-        self._dispatch(dynamicClass)
+        if dynamicClass.waiters:
+            self._dispatch(dynamicClass)
         if wanted:
             self._evaluate()
 
@@ -984,7 +994,7 @@ class DynamicApplicationManager(Service):
             waiter.connecting = None
             process.connecting = False
             usable = (
-                process in dynamicClass.processes
+                not process.ended
                 and not process.draining
                 and self.state == "running"
             )
@@ -1019,7 +1029,7 @@ class DynamicApplicationManager(Service):
                 error=failure.getErrorMessage(),
             )
             dynamicClass.waiters.appendleft(waiter)
-            if process in dynamicClass.processes and not process.draining:
+            if not process.ended and not process.draining:
                 self._drain(process, "its socket cannot be reached")
             else:
                 self._released(process)
@@ -1055,7 +1065,7 @@ class DynamicApplicationManager(Service):
 
         def onIdle(p: Any) -> None:
             self._requestEnded(process)
-            if process.draining or process not in process.dynamicClass.processes:
+            if process.draining or process.ended:
                 self._closeProtocol(p)
                 return
             if poolIdle is not None:
@@ -1134,7 +1144,7 @@ class DynamicApplicationManager(Service):
         No connection holds C{process} any more.
         """
         dynamicClass = process.dynamicClass
-        if process not in dynamicClass.processes or process.assigned:
+        if process.ended or process.assigned:
             return
         if process.draining:
             self._terminate(process, f"{process.drainReason}: its connection closed")
@@ -1522,6 +1532,7 @@ class DynamicApplicationManager(Service):
     ) -> None:
         process: _Process = protocol.managed
         dynamicClass = process.dynamicClass
+        process.ended = True
         if process in dynamicClass.processes:
             dynamicClass.processes.remove(process)
         self._closeSocket(process.listening)
