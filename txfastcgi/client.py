@@ -48,10 +48,9 @@ consumer) is closed and its requests fail with L{ResponseTimeout}.
 from __future__ import annotations
 
 from collections import deque
-from typing import IO, Any, Callable, Iterable, NamedTuple, Protocol as TypingProtocol
+from typing import IO, Callable, Iterable, NamedTuple, Protocol as TypingProtocol
 from typing import Sequence, Union, cast
 
-from twisted.internet import tcp as _tcp, unix as _unix
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IPullProducer, IPushProducer
 from twisted.internet.protocol import Protocol, connectionDone
@@ -80,7 +79,7 @@ from txfastcgi.fcgi.events import (
     ValuesReceived,
 )
 from txfastcgi.fcgi.records import STREAM_CHUNK_SIZE
-from txfastcgi.unixstream import StreamUNIXClient
+from txfastcgi.directwrite import writeThrough
 
 __all__ = [
     "ApplicationConnectionLost",
@@ -137,43 +136,6 @@ _INLINE_BODY = 4 * STREAM_CHUNK_SIZE
 
 _JOIN_LIMIT = 16384
 
-# Transports whose socket _writeThrough may write to directly: the reactor's
-# own TCP and Unix client connections (not TLS, not test doubles).
-_DIRECT_TRANSPORTS: frozenset[type] = frozenset([_tcp.Client, _unix.Client, StreamUNIXClient])
-
-
-def _writeThrough(transport: object, data: bytes) -> None:
-    """
-    Write C{data} to C{transport}; when it is one of the reactor's plain
-    socket connections and holds nothing unsent (and no producer waits on
-    it), send at once, and hand the transport only what the socket did not
-    take.
-
-    A transport's C{write} only buffers and asks the reactor to watch for
-    writability (an C{epoll_ctl} now, a wake-up, a C{send} and another
-    C{epoll_ctl} later); a request's records almost always fit in the socket
-    buffer, so sending them straight away saves all of that.  Errors are
-    left to the transport: it meets them again on its own write.
-    """
-    t: Any = transport
-    if (
-        type(t) in _DIRECT_TRANSPORTS
-        and t.connected
-        and not t.disconnecting
-        and not t.dataBuffer
-        and not t._tempDataBuffer
-        and t.producer is None
-        and not getattr(t, "_sendmsgQueue", None)
-        and not getattr(t, "TLS", False)
-    ):
-        try:
-            sent = t.socket.send(data)
-        except OSError:
-            sent = 0
-        if sent == len(data):
-            return
-        data = data[sent:]
-    t.write(data)
 """Output of at most this many bytes is joined into one write."""
 
 
@@ -1063,11 +1025,11 @@ class FastCGIClientProtocol(Protocol):
         data = self._connection.dataToSend()
         if data and self.transport is not None:
             if len(data) == 1:
-                _writeThrough(self.transport, data[0])
+                writeThrough(self.transport, data[0])
             elif sum(map(len, data)) <= _JOIN_LIMIT:
                 # One write of a few small records (a request's BEGIN_REQUEST,
                 # PARAMS and empty STDIN) is cheaper than a sequence of them.
-                _writeThrough(self.transport, b"".join(data))
+                writeThrough(self.transport, b"".join(data))
             else:
                 self._transport.writeSequence(data)
 
