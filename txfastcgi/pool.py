@@ -522,6 +522,12 @@ class ConnectionPool:
         if self._closed:
             request._reject(PoolClosed(f"pool for {self.address} is closed"))
             return
+        if not self._waiting and self._idle and self._probeState != "none":
+            # The common case: an idle kept connection takes it at once.
+            protocol = self._pickConnection(False)
+            if protocol is not None:
+                self._start(protocol, request)
+                return
         request._retryHook = self._retryHook
         request._unqueueHook = self._unqueue
         self._waiting.append(request)
