@@ -773,3 +773,42 @@ def test_nothingExists(tree: tuple[Path, Router]) -> None:
         "",
         "/a/b",
     )
+
+
+def test_routeCache(tree: tuple[Path, Router]) -> None:
+    """
+    With C{cacheSeconds} a route is reused for the same path segments until
+    that time has passed (no file system lookups meanwhile); then the file
+    system is asked again and a change is seen.
+    """
+    root, router = tree
+    looked: list[str] = []
+    now = [100.0]
+
+    def stat(p: str) -> os.stat_result:
+        looked.append(p)
+        return os.stat(p)
+
+    cached = Router(router.config, stat=stat, cacheSeconds=1.0, clock=lambda: now[0])
+    first = cached.route(segmentsOf(b"/page.html"), b"/page.html")
+    assert first.kind is RouteKind.STATIC
+    assert looked
+    looked.clear()
+    now[0] += 0.9
+    assert cached.route(segmentsOf(b"/page.html"), b"/page.html?x=1") is first
+    assert looked == []
+    (root / "docs" / "page.html").unlink()
+    now[0] += 0.2
+    assert cached.route(segmentsOf(b"/page.html"), b"/page.html").kind is RouteKind.NOT_FOUND
+    assert looked
+
+
+def test_routeCacheKeepsNoRedirect(tree: tuple[Path, Router]) -> None:
+    """
+    A redirect, whose location carries the request's query, is worked out
+    for every request.
+    """
+    _, router = tree
+    cached = Router(router.config, cacheSeconds=60.0)
+    assert cached.route(segmentsOf(b"/dir"), b"/dir?a=1").location == b"/dir/?a=1"
+    assert cached.route(segmentsOf(b"/dir"), b"/dir?b=2").location == b"/dir/?b=2"

@@ -98,11 +98,16 @@ from txfastcgi.resource import FastCGIResource, gatewayRequestFor, requestBody
 from txfastcgi.routing import MergedConfig, Route, RouteKind, Router
 
 __all__ = [
+    "ROUTE_CACHE_SECONDS",
     "DEFAULT_CGI_PATH",
     "GatewayResource",
     "ROUTE_ATTRIBUTE",
     "routeOf",
 ]
+
+ROUTE_CACHE_SECONDS = 1.0
+"""How long the configured server reuses the route of a URL path before it
+looks at the file system again (see L{txfastcgi.routing})."""
 
 ROUTE_ATTRIBUTE = "_txfastcgiRoute"
 """The request attribute holding the L{Route} that serves it."""
@@ -373,7 +378,11 @@ class GatewayResource(Resource):
         """
         super().__init__()  # type: ignore[no-untyped-call]
         self.config = config
-        self.router = router if router is not None else Router(config)
+        self.router = (
+            router
+            if router is not None
+            else Router(config, cacheSeconds=ROUTE_CACHE_SECONDS)
+        )
         self.pools = pools
         self._reactor = reactor
         self._maxHeaderBytes = maxHeaderBytes

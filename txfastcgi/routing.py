@@ -86,7 +86,12 @@ Caching: alias and section patterns are compiled once per L{Router};
 merged configurations are cached per (directory, base name, matching
 Location sections), which is bounded by the file tree rather than by the
 URLs asked for.  Only the C{stat} calls of step 3 (and the C{lstat} calls of
-the symbolic-link check when it applies) are made per request.
+the symbolic-link check when it applies) are made per request, unless the
+router was given a C{cacheSeconds}: then a route is reused for requests with
+the same path segments for that long (at most L{ROUTE_CACHE_SIZE} of them;
+redirects, whose location carries the query, are not kept), so a file that
+appears, disappears or changes kind is noticed within that time.  The
+configured server uses one second (L{txfastcgi.gateway.ROUTE_CACHE_SECONDS}).
 """
 
 from __future__ import annotations
@@ -96,6 +101,7 @@ import mimetypes
 import os
 import re
 import stat as statModule
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
@@ -537,6 +543,25 @@ def _directoryPrefixes(directory: str) -> list[str]:
         index = slash + 1
 
 
+ROUTE_CACHE_SIZE = 4096
+"""Routes a L{Router} with a C{cacheSeconds} keeps at most (then it starts
+again from none)."""
+
+
+def _cacheable(route: Route) -> bool:
+    """
+    Whether C{route} may be reused for another request with the same path:
+    it (and any route it leads to) is not a redirect, whose location holds
+    the request's own query.
+    """
+    current: Route | None = route
+    while current is not None:
+        if current.kind is RouteKind.REDIRECT:
+            return False
+        current = current.target
+    return True
+
+
 class Router:
     """
     Routes URL paths with one L{ServerConfig} (see the module docstring).
@@ -551,13 +576,21 @@ class Router:
         *,
         stat: StatFunction = os.stat,
         lstat: StatFunction = os.lstat,
+        cacheSeconds: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """
         @param config: the server's configuration.
         @param stat: C{os.stat} or a stand-in (tests).
         @param lstat: C{os.lstat} or a stand-in, for the symbolic-link check.
+        @param cacheSeconds: how long a route is reused for the same path
+            segments (0: routes are worked out for every request).
+        @param clock: the time source for C{cacheSeconds}.
         """
         self.config = config
+        self.cacheSeconds = cacheSeconds
+        self._clock = clock
+        self._routeCache: dict[tuple[bytes, ...], tuple[float, Route]] = {}
         self._stat = stat
         self._lstat = lstat
         self.documentRoot = config.documentRootPath.rstrip("/")
@@ -793,7 +826,19 @@ class Router:
             used for the location of a L{RouteKind.REDIRECT}.
         @return: the route.
         """
-        return self._route(pathSegments, rawPath, 0)
+        if self.cacheSeconds <= 0:
+            return self._route(pathSegments, rawPath, 0)
+        key = tuple(pathSegments)
+        now = self._clock()
+        cached = self._routeCache.get(key)
+        if cached is not None and now < cached[0]:
+            return cached[1]
+        route = self._route(pathSegments, rawPath, 0)
+        if _cacheable(route):
+            if len(self._routeCache) >= ROUTE_CACHE_SIZE:
+                self._routeCache.clear()
+            self._routeCache[key] = (now + self.cacheSeconds, route)
+        return route
 
     def _route(self, pathSegments: Sequence[bytes], rawPath: bytes, depth: int) -> Route:
         parts: list[str] = []
