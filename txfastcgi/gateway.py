@@ -78,7 +78,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from typing import Any, cast
 from urllib.parse import unquote_to_bytes
 
@@ -181,31 +180,23 @@ def _gatewayRequest(
     """
     served: _Served = getattr(request, _SERVED_ATTRIBUTE)
     route = served.route
-    gateway = gatewayRequestFor(
+    # An earlier internal redirect's variables come after the authorizer's:
+    # this one is the latest, as Apache's REDIRECT_URL names the previous
+    # request.
+    return gatewayRequestFor(
         request,
         contentLength=contentLength,
         scriptFilename=_bytes(route.filename) if route.filename is not None else None,
         documentRoot=documentRoot,
         serverName=serverName,
         extraVariables=served.variables,
-    )
-    if gateway is None:
-        return None
-    extras = gateway.extraVariables
-    if served.redirectVariables:
-        # After those of an earlier internal redirect: this one is the
-        # latest, as Apache's REDIRECT_URL names the previous request.
-        extras = extras + served.redirectVariables
-    gateway = replace(
-        gateway,
-        extraVariables=extras,
-        scriptName=_bytes(route.scriptName),
-        pathInfo=_bytes(route.pathInfo),
-        pathTranslated=(
-            _bytes(route.pathTranslated) if route.pathTranslated is not None else None
+        paths=(
+            _bytes(route.scriptName),
+            _bytes(route.pathInfo),
+            _bytes(route.pathTranslated) if route.pathTranslated is not None else None,
         ),
+        trailingVariables=served.redirectVariables,
     )
-    return gateway
 
 
 def _notFound(request: Request) -> None:

@@ -47,7 +47,7 @@ C{maxRedirects} (10) redirects of one request the answer is 500, logged.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from io import BytesIO
 from typing import Any, Sequence, cast
 from urllib.parse import unquote_to_bytes as unquote
@@ -179,6 +179,8 @@ def gatewayRequestFor(
     documentRoot: bytes | None = None,
     serverName: bytes | None = None,
     extraVariables: tuple[tuple[bytes, bytes], ...] = (),
+    paths: tuple[bytes, bytes, bytes | None] | None = None,
+    trailingVariables: tuple[tuple[bytes, bytes], ...] = (),
 ) -> GatewayRequest | None:
     """
     Describe a twisted.web request for L{txfastcgi.cgienv}.
@@ -193,6 +195,10 @@ def gatewayRequestFor(
         else the local address.
     @param extraVariables: more variables (a redirected request's
         C{REDIRECT_*} ones are added here).
+    @param paths: C{(SCRIPT_NAME, PATH_INFO, PATH_TRANSLATED)} worked out by
+        the caller (a router), instead of from C{prepath} and C{postpath}.
+    @param trailingVariables: variables after all others, those of an
+        authorizer included.
     @return: the L{GatewayRequest}, or L{None} when the path info is unsafe
         (L{safePathInfo}).
     """
@@ -204,11 +210,15 @@ def gatewayRequestFor(
         pathInfo = b"/" + b"/".join(postpath)
     else:
         pathInfo = b""
-    prepath: list[bytes] = r.prepath
-    scriptName = b"/" + b"/".join(prepath) if prepath else b""
-    pathTranslated = None
-    if documentRoot is not None and pathInfo:
-        pathTranslated = documentRoot.rstrip(b"/") + pathInfo
+    pathTranslated: bytes | None
+    if paths is not None:
+        scriptName, pathInfo, pathTranslated = paths
+    else:
+        prepath: list[bytes] = r.prepath
+        scriptName = b"/" + b"/".join(prepath) if prepath else b""
+        pathTranslated = None
+        if documentRoot is not None and pathInfo:
+            pathTranslated = documentRoot.rstrip(b"/") + pathInfo
     serverAddress, serverPort = _addressParts(r.getHost())
     remoteAddress, remotePort = _addressParts(r.getClientAddress())
     headerList: list[tuple[bytes, bytes]] = []
@@ -253,7 +263,13 @@ def gatewayRequestFor(
     # An authorizer in front of this resource (txfastcgi.authorizer) leaves
     # its Variable-* headers, REMOTE_USER and AUTH_TYPE on the request.
     authorization = getattr(request, "_txfastcgiAuthorization", None)
-    return gateway if authorization is None else authorization.applyTo(gateway)
+    if authorization is not None:
+        gateway = authorization.applyTo(gateway)
+    if trailingVariables:
+        gateway = replace(
+            gateway, extraVariables=gateway.extraVariables + trailingVariables
+        )
+    return gateway
 
 
 def _renderError(request: Request, status: int, brief: str, detail: str) -> None:
