@@ -20,9 +20,10 @@ from typing import Any, AsyncIterator
 
 import pytest
 import pytest_twisted  # type: ignore[import-untyped]
-from twisted.web.http import HTTPChannel
 from twisted.internet.defer import Deferred
-from twisted.internet.protocol import Protocol
+from twisted.internet.task import deferLater
+from twisted.web.http import HTTPChannel
+from twisted.internet.protocol import ClientCreator, Protocol
 from twisted.logger import LogEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool, ResponseDone
@@ -347,6 +348,64 @@ async def test_bigDownload(gateway: Gateway) -> None:
     assert body.length == BIG
     assert body.digest.hexdigest() == patternDigest(BIG)
     assert growth < BIG
+
+
+class RawClient(Protocol):
+    """
+    An HTTP/1.0 client on a bare TCP connection that can stop reading:
+    keeps a digest and count of everything after the response head.
+    """
+
+    def __init__(self) -> None:
+        self.received = 0
+        self.head = b""
+        self.digest = hashlib.sha256()
+        self.closed: Deferred[None] = Deferred()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.head.find(b"\r\n\r\n") < 0:
+            self.head += data
+            end = self.head.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            data = self.head[end + 4 :]
+            self.head = self.head[: end + 4]
+        self.received += len(data)
+        self.digest.update(data)
+
+    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
+        self.closed.callback(None)
+
+
+@pytest_twisted.ensureDeferred
+async def test_slowClientHoldsTheApplication(gateway: Gateway) -> None:
+    """
+    A client that stops reading stops the gateway reading from the
+    application (the direct writes to its socket do not bypass
+    backpressure): while it is paused the gateway's FastCGI connection
+    takes in a bounded amount and then nothing more; once it reads again
+    the whole 32 MiB arrive intact.
+    """
+    reactor = getReactor()
+    size = 32 * 1024 * 1024
+    client = await bounded(
+        ClientCreator(reactor, RawClient).connectTCP(
+            "127.0.0.1", gateway.port.getHost().port
+        )
+    )
+    client.transport.write(f"GET /app?size={size} HTTP/1.0\r\n\r\n".encode())
+    client.transport.pauseProducing()
+    await deferLater(reactor, 1.0, lambda: None)
+    [connection] = list(gateway.pool._connections)
+    held = connection.bytesReceived
+    await deferLater(reactor, 0.5, lambda: None)
+    assert connection.bytesReceived == held
+    assert held < size // 2
+    client.transport.resumeProducing()
+    await bounded(client.closed, 60)
+    assert client.head.startswith(b"HTTP/1.0 200 ")
+    assert client.received == size
+    assert client.digest.hexdigest() == patternDigest(size)
 
 
 @pytest_twisted.ensureDeferred
