@@ -96,3 +96,39 @@ def test_gatewaySiteChannel() -> None:
     protocol.makeConnection(transport)
     protocol.dataReceived(b"GET /missing HTTP/1.1\r\nHost: x\r\n\r\n")
     assert transport.value().startswith(b"HTTP/1.1 404 ")
+
+
+def test_gatewaySiteChannelAddressesAskedOnce() -> None:
+    """
+    The channel asks its transport for the local and peer addresses once
+    per connection, and every request sees them.
+    """
+    asked: list[str] = []
+
+    class CountingTransport(StringTransport):
+        def getHost(self) -> Any:
+            asked.append("host")
+            return super().getHost()
+
+        def getPeer(self) -> Any:
+            asked.append("peer")
+            return super().getPeer()
+
+    seen: list[tuple[Any, Any]] = []
+
+    class Where(Resource):
+        isLeaf = True
+
+        def render_GET(self, request: Any) -> bytes:
+            seen.append((request.getHost(), request.getClientAddress()))
+            return b"ok"
+
+    protocol = GatewaySite(Where()).buildProtocol(None)
+    transport = CountingTransport()
+    protocol.makeConnection(transport)
+    for _ in range(3):
+        protocol.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert transport.value().count(b"HTTP/1.1 200 ") == 3
+    assert len(seen) == 3
+    assert asked.count("host") == 1 and asked.count("peer") == 1
+    assert all(where == (transport.getHost(), transport.getPeer()) for where in seen)

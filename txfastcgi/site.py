@@ -143,6 +143,28 @@ class DirectWriteChannel(http.HTTPChannel):
     round trip per response write.
     """
 
+    _host: Any = None
+    _peer: Any = None
+
+    def getHost(self) -> Any:
+        """
+        The local address, asked of the transport once per connection
+        (each request asks, and a TCP transport makes a system call).
+        """
+        host = self._host
+        if host is None:
+            host = self._host = super().getHost()  # type: ignore[no-untyped-call]
+        return host
+
+    def getPeer(self) -> Any:
+        """
+        The client's address, asked of the transport once per connection.
+        """
+        peer = self._peer
+        if peer is None:
+            peer = self._peer = super().getPeer()  # type: ignore[no-untyped-call]
+        return peer
+
     def write(self, data: bytes) -> None:
         """
         Write response bytes.
