@@ -204,16 +204,13 @@ def gatewayRequestFor(
     """
     r: Any = request
     postpath: list[bytes] = r.postpath
-    if postpath:
-        if not safePathInfo(postpath):
-            return None
-        pathInfo = b"/" + b"/".join(postpath)
-    else:
-        pathInfo = b""
+    if postpath and not safePathInfo(postpath):
+        return None
     pathTranslated: bytes | None
     if paths is not None:
         scriptName, pathInfo, pathTranslated = paths
     else:
+        pathInfo = b"/" + b"/".join(postpath) if postpath else b""
         prepath: list[bytes] = r.prepath
         scriptName = b"/" + b"/".join(prepath) if prepath else b""
         pathTranslated = None
