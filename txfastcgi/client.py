@@ -79,7 +79,7 @@ from txfastcgi.fcgi.events import (
     ValuesReceived,
 )
 from txfastcgi.fcgi.records import STREAM_CHUNK_SIZE
-from txfastcgi.directwrite import writeThrough
+from txfastcgi.directwrite import endBatch, startBatch, writeThrough
 
 __all__ = [
     "ApplicationConnectionLost",
@@ -823,8 +823,18 @@ class FastCGIClientProtocol(Protocol):
 
     def dataReceived(self, data: bytes) -> None:
         """
-        Feed the codec and dispatch its events.
+        Feed the codec and dispatch its events, as one write batch
+        (L{txfastcgi.directwrite}): what the events make the gateway write
+        to each client leaves in one C{send} at the end.
         """
+        began = startBatch()
+        try:
+            self._dispatchReceived(data)
+        finally:
+            if began:
+                endBatch()
+
+    def _dispatchReceived(self, data: bytes) -> None:
         if self.state in ("CLOSING", "CLOSED"):
             return
         self.bytesReceived += len(data)

@@ -23,13 +23,24 @@ client still sending a large body may see a reset before it reads the 413
 
 from __future__ import annotations
 
+from time import time
+from urllib.parse import unquote_to_bytes
 from typing import Any, cast
 
+from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.web import http, server
-from twisted.web.resource import IResource
+from twisted.web.http_headers import Headers
+from twisted.python import failure
+from twisted.web.resource import IResource, _IEncodingResource
 
-from txfastcgi.directwrite import writeThrough
+from txfastcgi.directwrite import (
+    HOLD_LIMIT,
+    endBatch,
+    holdUntilBatchEnds,
+    startBatch,
+    writeThrough,
+)
 
 __all__ = [
     "DEFAULT_MAX_REQUEST_BODY_SIZE",
@@ -53,6 +64,22 @@ _TOO_LARGE = (
     b"Connection: close\r\n"
     b"\r\n" % (len(_TOO_LARGE_BODY),)
 ) + _TOO_LARGE_BODY
+
+
+_date: list[Any] = [None, b""]
+
+
+def httpDate() -> bytes:
+    """
+    The current time as an HTTP date (C{Date} header), formatted at most
+    once a second.
+    """
+    second = int(time())
+    if _date[0] != second:
+        _date[0] = second
+        _date[1] = http.datetimeToString(second)  # type: ignore[no-untyped-call]
+    value: bytes = _date[1]
+    return value
 
 
 class LimitedRequest(server.Request):
@@ -107,6 +134,29 @@ class LimitedRequest(server.Request):
             return
         super().handleContentChunk(data)  # type: ignore[no-untyped-call]
 
+    def process(self) -> None:
+        """
+        As L{server.Request.process}, with the C{Date} header's value made
+        once a second rather than once a request.
+        """
+        site = self.site = cast(Any, self.channel).site
+        self.setHeader(b"Server", server.version)  # type: ignore[no-untyped-call]
+        self.setHeader(b"Date", httpDate())  # type: ignore[no-untyped-call]
+        self.prepath = []
+        self.postpath = list(map(unquote_to_bytes, self.path[1:].split(b"/")))
+        if self.path == b"*":
+            self._handleStar()  # type: ignore[no-untyped-call]
+            return
+        try:
+            target = site.getResourceFor(self)
+            if _IEncodingResource.providedBy(target):
+                encoder = target.getEncoder(self)
+                if encoder is not None:
+                    self._encoder = encoder
+            self.render(target)  # type: ignore[no-untyped-call]
+        except BaseException:
+            self.processingFailed(failure.Failure())  # type: ignore[no-untyped-call]
+
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
         """
         Process the request, unless its body was refused.
@@ -127,6 +177,8 @@ class LimitedRequest(server.Request):
             peer=str(channel.getPeer()),
         )
         if isinstance(channel, http.HTTPChannel):
+            if isinstance(channel, DirectWriteChannel):
+                channel.flushHeld()
             transport: Any = channel.transport
             transport.write(_TOO_LARGE)
             cast(Any, channel).loseConnection()
@@ -165,17 +217,95 @@ class DirectWriteChannel(http.HTTPChannel):
             peer = self._peer = super().getPeer()  # type: ignore[no-untyped-call]
         return peer
 
+    _held: list[bytes] | None = None
+    _heldSize = 0
+
+    def dataReceived(self, data: bytes) -> None:
+        """
+        Handle bytes from the client as one write batch: a response made
+        at once (an error page, a small file) leaves in one C{send}.
+        """
+        began = startBatch()
+        try:
+            super().dataReceived(data)  # type: ignore[no-untyped-call]
+        finally:
+            if began:
+                endBatch()
+
     def write(self, data: bytes) -> None:
         """
-        Write response bytes.
+        Write response bytes: held until the running write batch ends (or
+        L{HOLD_LIMIT} bytes are held), else straight through.
         """
-        writeThrough(self.transport, data)
+        held = self._held
+        if held is None:
+            if not holdUntilBatchEnds(self.flushHeld):
+                writeThrough(self.transport, data)
+                return
+            held = self._held = []
+            self._heldSize = 0
+        held.append(data)
+        self._heldSize += len(data)
+        if self._heldSize >= HOLD_LIMIT:
+            self.flushHeld()
 
     def writeSequence(self, iovec: list[bytes]) -> None:
         """
         Write response bytes given as a list.
         """
-        writeThrough(self.transport, b"".join(iovec))
+        self.write(b"".join(iovec))
+
+    def writeHeaders(
+        self, version: bytes, code: bytes, reason: bytes, headers: Any
+    ) -> None:
+        """
+        Write the status line and headers through L{write} (twisted.web
+        hands them to the transport itself, which would queue them and
+        everything after them).
+        """
+        if not isinstance(headers, Headers):
+            sanitized = Headers()
+            for name, value in headers:
+                sanitized.addRawHeader(name, value)
+            headers = sanitized
+        parts = [version, b" ", code, b" ", reason, b"\r\n"]
+        for name, values in headers.getAllRawHeaders():
+            for value in values:
+                parts.extend((name, b": ", value, b"\r\n"))
+        parts.append(b"\r\n")
+        self.write(b"".join(parts))
+
+    def flushHeld(self) -> None:
+        """
+        Write what this channel holds, if anything.
+        """
+        held = self._held
+        if held is None:
+            return
+        self._held = None
+        writeThrough(self.transport, held[0] if len(held) == 1 else b"".join(held))
+
+    def requestDone(self, request: Any) -> None:
+        """
+        Send what is held before the channel moves on (to a pipelined
+        request, which may write to the transport itself, or to closing).
+        """
+        self.flushHeld()
+        super().requestDone(request)  # type: ignore[no-untyped-call]
+
+    def loseConnection(self) -> None:
+        """
+        Send what is held, then close the connection once it is written.
+        """
+        self.flushHeld()
+        super().loseConnection()  # type: ignore[no-untyped-call]
+
+    def connectionLost(self, reason: failure.Failure = connectionDone) -> None:
+        """
+        Drop what is held: nobody can read it any more.
+        """
+        self._held = None
+        super().connectionLost(reason)  # type: ignore[no-untyped-call]
 
 
 def _directWriteChannelProtocol(factory: object) -> Any:
