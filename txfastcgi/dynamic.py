@@ -140,6 +140,7 @@ from txfastcgi.loadpolicy import (
 )
 from txfastcgi.policy import ClassHistory, RestartPolicy, nextStartTime, recordDeath, recordStart
 from txfastcgi.pool import ApplicationAddress, ConnectError, ConnectionPool
+from txfastcgi.processlog import describeExit, logKill, logOutputLine
 from txfastcgi.supervisor import DEFAULT_STOP_GRACE, ProcessReactor, _AppProcess
 
 __all__ = [
@@ -1509,22 +1510,15 @@ class DynamicApplicationManager(Service):
     # --- process ends (the ProcessOwner interface) ------------------------------------
 
     def _logOutput(self, process: _AppProcess, stream: str, line: str) -> None:
-        emit = self.log.warn if stream == "stderr" else self.log.info
-        emit(
-            "{appClass} (pid {pid}) {stream}: {line}",
-            appClass=process.managed.dynamicClass.path,
-            pid=process.pid,
-            stream=stream,
-            line=line,
-        )
+        logOutputLine(self.log, process.managed.dynamicClass.path, process.pid, stream, line)
 
     def _logKill(self, process: _AppProcess) -> None:
-        self.log.warn(
-            "Dynamic application {appClass} pid {pid} did not exit {stopGrace} s "
-            "after SIGTERM: sent SIGKILL",
-            appClass=process.managed.dynamicClass.path,
-            pid=process.pid,
-            stopGrace=self.stopGrace,
+        logKill(
+            self.log,
+            "Dynamic application",
+            process.managed.dynamicClass.path,
+            process.pid,
+            self.stopGrace,
         )
 
     def _processEnded(
@@ -1536,7 +1530,7 @@ class DynamicApplicationManager(Service):
         if process in dynamicClass.processes:
             dynamicClass.processes.remove(process)
         self._closeSocket(process.listening)
-        how = f"signal {signal}" if signal is not None else f"exit status {exitCode}"
+        how = describeExit(exitCode, signal)
         exitedAt = protocol.exitedAt if protocol.exitedAt is not None else 0.0
         if protocol.stopping or self.state != "running":
             self.log.info(

@@ -90,9 +90,10 @@ Each line an application writes to stdout or stderr is logged (stdout at
 info, stderr at warn level) with the fields C{appClass} (the path), C{pid},
 C{stream} (C{"stdout"} or C{"stderr"}) and C{line}; lines longer than
 L{MAX_LINE_LENGTH} bytes are split; bytes that are not UTF-8 are shown
-escaped (SPEC.md Decision 6).  A death is handled once the process has exited
-I{and} its pipes are closed, so its last output is logged before the line
-announcing its death; if a process it left behind keeps the pipes open,
+escaped (SPEC.md Decision 6); the texts are L{txfastcgi.processlog}'s,
+shared with dynamic applications.  A death is handled once the process has
+exited I{and} its pipes are closed, so its last output is logged before the
+line announcing its death; if a process it left behind keeps the pipes open,
 they are closed after L{PIPE_GRACE} seconds.
 
 Operator events (all with C{appClass}; see L{ApplicationSupervisor}):
@@ -159,6 +160,7 @@ from txfastcgi.policy import (
     recordStart,
 )
 from txfastcgi.pool import ApplicationAddress
+from txfastcgi.processlog import describeExit, logKill, logOutputLine
 
 __all__ = [
     "DEFAULT_KILL_TIMEOUT",
@@ -1020,7 +1022,7 @@ class ApplicationSupervisor(Service):
                 "AppClass {appClass} pid {pid} stopped ({how})",
                 appClass=path,
                 pid=process.pid,
-                how=_how(exitCode, signal),
+                how=describeExit(exitCode, signal),
                 exitCode=exitCode,
                 signal=signal,
             )
@@ -1266,14 +1268,7 @@ class ApplicationSupervisor(Service):
         @param stream: C{"stdout"} or C{"stderr"}.
         @param line: the line.
         """
-        emit = self.log.warn if stream == "stderr" else self.log.info
-        emit(
-            "{appClass} (pid {pid}) {stream}: {line}",
-            appClass=process.managed.config.path,
-            pid=process.pid,
-            stream=stream,
-            line=line,
-        )
+        logOutputLine(self.log, process.managed.config.path, process.pid, stream, line)
 
     def _logKill(self, process: _AppProcess) -> None:
         """
@@ -1281,12 +1276,8 @@ class ApplicationSupervisor(Service):
 
         @param process: the process.
         """
-        self.log.warn(
-            "AppClass {appClass} pid {pid} did not exit {stopGrace} s after "
-            "SIGTERM: sent SIGKILL",
-            appClass=process.managed.config.path,
-            pid=process.pid,
-            stopGrace=self.stopGrace,
+        logKill(
+            self.log, "AppClass", process.managed.config.path, process.pid, self.stopGrace
         )
 
     def _giveUp(self) -> None:
@@ -1409,14 +1400,3 @@ class ApplicationSupervisor(Service):
         """
         for line in self.statusLines():
             self.log.info("{statusLine}", statusLine=line)
-
-
-def _how(exitCode: int | None, signal: int | None) -> str:
-    """
-    @param exitCode: an exit status or C{None}.
-    @param signal: a signal number or C{None}.
-    @return: C{"exit status 0"} or C{"signal 15"}.
-    """
-    if signal is not None:
-        return f"signal {signal}"
-    return f"exit status {exitCode}"
