@@ -84,7 +84,7 @@ C{postpath} as if it were mounted where the authorizer is, and nothing of
 the wrapped tree is looked up (no C{getChild}, no file system access) for a
 request that was not granted.  A request whose path under the authorizer has
 a C{.} or C{..} segment, an encoded slash or NUL is answered 404 before the
-authorizer is asked (L{gatewayRequestFor}).
+authorizer is asked (L{txfastcgi.resource.gatewayRequestFor}).
 """
 
 from __future__ import annotations
@@ -94,8 +94,8 @@ from typing import Any, Sequence, cast
 
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web import http, pages
-from twisted.web.resource import IResource, Resource, getChildForRequest
+from twisted.web import http
+from twisted.web.resource import IResource, getChildForRequest
 from twisted.web.server import NOT_DONE_YET, Request
 
 from txfastcgi.cgienv import (
@@ -110,7 +110,9 @@ from txfastcgi.pool import ConnectionPool
 from txfastcgi.resource import (
     DEFAULT_MAX_REDIRECTS,
     FastCGIResource,
-    gatewayRequestFor,
+    _GatewayResource,
+    _refuseUnsafePath,
+    _renderError,
     internalRedirect,
 )
 
@@ -203,7 +205,7 @@ def authorizedGatewayRequest(request: Request, gateway: GatewayRequest) -> Gatew
     Apply the request's L{Authorization}, if any, to its description.
 
     @param request: the request.
-    @param gateway: its description (from L{gatewayRequestFor}).
+    @param gateway: its description (from L{txfastcgi.resource.gatewayRequestFor}).
     @return: C{gateway} with the variables, C{REMOTE_USER} and C{AUTH_TYPE}.
     """
     authorization = authorizationOf(request)
@@ -248,18 +250,6 @@ def authorizationFromHead(head: ResponseHead) -> Authorization:
         else:
             variables.append((variable, value))
     return Authorization(tuple(variables), remoteUser, authType)
-
-
-def _renderError(request: Request, status: int, brief: str, detail: str) -> None:
-    pages.errorPage(status, brief, detail).render(cast(Any, request))
-
-
-def _notFound(request: Request) -> None:
-    log.info(
-        "Refusing unsafe path info in {uri} (dot segment, encoded slash or NUL)",
-        uri=cast(Any, request).uri.decode("latin-1"),
-    )
-    _renderError(request, http.NOT_FOUND, "No Such Resource", "No such child resource.")
 
 
 class _Authorization:
@@ -349,7 +339,7 @@ class _Authorization:
         return uri.decode("latin-1")
 
 
-class FastCGIAuthorizer(Resource):
+class FastCGIAuthorizer(_GatewayResource):
     """
     A leaf resource that asks a FastCGI Authorizer about each request and,
     if access is granted, lets C{wrapped} serve it (see the module
@@ -368,7 +358,9 @@ class FastCGIAuthorizer(Resource):
     @ivar retryAfter: seconds in C{Retry-After} on 503s that carry one.
     """
 
-    isLeaf = True
+    _defaultEnvironmentOptions = EnvironmentOptions(
+        passHeaders=frozenset([b"authorization"])
+    )
 
     def __init__(
         self,
@@ -397,21 +389,18 @@ class FastCGIAuthorizer(Resource):
         @param maxRedirects: internal redirects allowed per request.
         @param retryAfter: seconds for C{Retry-After}.
         """
-        super().__init__()  # type: ignore[no-untyped-call]
-        self.pool = pool
-        self.wrapped = wrapped
-        self.scriptFilename = scriptFilename
-        self.documentRoot = documentRoot
-        self.serverName = serverName
-        self.environmentOptions = (
-            environmentOptions
-            if environmentOptions is not None
-            else EnvironmentOptions(passHeaders=frozenset([b"authorization"]))
+        super().__init__(
+            pool,
+            scriptFilename=scriptFilename,
+            documentRoot=documentRoot,
+            serverName=serverName,
+            environmentOptions=environmentOptions,
+            extraVariables=extraVariables,
+            maxHeaderBytes=maxHeaderBytes,
+            maxRedirects=maxRedirects,
+            retryAfter=retryAfter,
         )
-        self.extraVariables = tuple(extraVariables)
-        self.maxHeaderBytes = maxHeaderBytes
-        self.maxRedirects = maxRedirects
-        self.retryAfter = retryAfter
+        self.wrapped = wrapped
 
     def render(self, request: Request) -> bytes | int:
         """
@@ -420,18 +409,12 @@ class FastCGIAuthorizer(Resource):
 
         @return: C{NOT_DONE_YET}.
         """
-        gateway = gatewayRequestFor(
-            request,
-            contentLength=None,
-            scriptFilename=self.scriptFilename,
-            documentRoot=self.documentRoot,
-            serverName=self.serverName,
-            extraVariables=self.extraVariables,
-        )
+        # The authorizer gets no body: no CONTENT_LENGTH.  The description
+        # carries what earlier authorizers granted (gatewayRequestFor).
+        gateway = self.gatewayRequest(request, None)
         if gateway is None:
-            _notFound(request)
+            _refuseUnsafePath(request, logger=log)
             return NOT_DONE_YET
-        gateway = authorizedGatewayRequest(request, gateway)
         attempt = _Authorization(self, request)
         exchange = FastCGIExchange(
             request,

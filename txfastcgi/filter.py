@@ -46,6 +46,7 @@ from __future__ import annotations
 import copy
 import os
 import stat
+from dataclasses import replace
 from typing import IO, Any, Sequence, cast
 
 from twisted.logger import Logger
@@ -53,8 +54,7 @@ from twisted.python.filepath import FilePath, InsecurePath
 from twisted.web import http, pages
 from twisted.web.server import NOT_DONE_YET, Request
 
-from txfastcgi.authorizer import authorizedGatewayRequest
-from txfastcgi.cgienv import EnvironmentOptions, buildFilterEnvironment
+from txfastcgi.cgienv import EnvironmentOptions, GatewayRequest, buildFilterEnvironment
 from txfastcgi.cgiresponse import DEFAULT_MAX_HEADER_BYTES
 from txfastcgi.exchange import DEFAULT_RETRY_AFTER, FastCGIExchange
 from txfastcgi.fcgi.constants import Role
@@ -62,7 +62,8 @@ from txfastcgi.pool import ConnectionPool
 from txfastcgi.resource import (
     DEFAULT_MAX_REDIRECTS,
     FastCGIResource,
-    gatewayRequestFor,
+    _refuseUnsafePath,
+    _renderError,
     requestBody,
 )
 
@@ -121,10 +122,6 @@ class _LimitedReader:
         self._file.seek(self._start + offset)
         self._remaining = self._length - offset
         return offset
-
-
-def _renderError(request: Request, status: int, brief: str, detail: str) -> None:
-    pages.errorPage(status, brief, detail).render(cast(Any, request))
 
 
 def _notFound(request: Request) -> None:
@@ -223,6 +220,23 @@ class FastCGIFilter(FastCGIResource):
         resource.isLeaf = not child.isdir()
         return resource
 
+    def gatewayRequest(
+        self, request: Request, contentLength: int | None
+    ) -> GatewayRequest | None:
+        """
+        Describe C{request} as L{FastCGIResource} does, with the filtered
+        file's path as C{SCRIPT_FILENAME} unless one is configured.
+
+        @param request: the request being rendered.
+        @param contentLength: the spooled body's length.
+        @return: the description, or L{None} to refuse unsafe path info with
+            404.
+        """
+        gateway = super().gatewayRequest(request, contentLength)
+        if gateway is None or self.scriptFilename is not None:
+            return gateway
+        return replace(gateway, scriptFilename=os.fsencode(self.path.path))
+
     def render(self, request: Request) -> bytes | int:
         """
         Filter the file through the application.
@@ -257,28 +271,13 @@ class FastCGIFilter(FastCGIResource):
                 _notFound(request)
                 return NOT_DONE_YET
             body, length = requestBody(request)
-            gateway = gatewayRequestFor(
-                request,
-                contentLength=length,
-                scriptFilename=(
-                    self.scriptFilename
-                    if self.scriptFilename is not None
-                    else os.fsencode(self.path.path)
-                ),
-                documentRoot=self.documentRoot,
-                serverName=self.serverName,
-                extraVariables=self.extraVariables,
-            )
+            gateway = self.gatewayRequest(request, length)
             if gateway is None:
                 file.close()
-                log.info(
-                    "Refusing unsafe path info in {uri} (dot segment, encoded slash or NUL)",
-                    uri=r.uri.decode("latin-1"),
-                )
-                _notFound(request)
+                _refuseUnsafePath(request, logger=log, detail="No such file.")
                 return NOT_DONE_YET
             params = buildFilterEnvironment(
-                authorizedGatewayRequest(request, gateway),
+                gateway,
                 self.environmentOptions,
                 dataLastModified=int(status.st_mtime),
                 dataLength=status.st_size,

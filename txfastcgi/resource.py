@@ -49,7 +49,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from io import BytesIO
-from typing import Any, Sequence, cast
+from typing import Any, ClassVar, Sequence, cast
 from urllib.parse import unquote_to_bytes as unquote
 
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
@@ -270,7 +270,22 @@ def gatewayRequestFor(
 
 
 def _renderError(request: Request, status: int, brief: str, detail: str) -> None:
+    """Answer C{request} with a L{twisted.web.pages.errorPage}."""
     pages.errorPage(status, brief, detail).render(cast(Any, request))
+
+
+def _refuseUnsafePath(
+    request: Request, *, logger: Logger, detail: str = "No such child resource."
+) -> None:
+    """
+    Log (to the refusing module's C{logger}) and answer 404 for a request
+    whose path info is unsafe (L{safePathInfo}).
+    """
+    logger.info(
+        "Refusing unsafe path info in {uri} (dot segment, encoded slash or NUL)",
+        uri=cast(Any, request).uri.decode("latin-1"),
+    )
+    _renderError(request, http.NOT_FOUND, "No Such Resource", detail)
 
 
 def internalRedirect(
@@ -337,29 +352,15 @@ def internalRedirect(
         r.processingFailed(Failure())  # type: ignore[no-untyped-call]
 
 
-class FastCGIResource(Resource):
+class _GatewayResource(Resource):
     """
-    A leaf resource that forwards each request to a FastCGI Responder and
-    streams its answer back (see the module docstring and
-    L{txfastcgi.exchange}).
-
-    Failures answer as SPEC.md Decision 8 says (503 with C{Retry-After} for
-    an overloaded application or pool, 502, 504); error bodies come from
-    L{twisted.web.pages.errorPage} and reveal nothing internal, the details
-    go to the log.
-
-    @ivar pool: the application's connection pool.
-    @ivar scriptFilename: C{SCRIPT_FILENAME}, if any.
-    @ivar documentRoot: C{DOCUMENT_ROOT} and the base of C{PATH_TRANSLATED}.
-    @ivar serverName: C{SERVER_NAME}, or L{None} to take the Host header's.
-    @ivar environmentOptions: see L{EnvironmentOptions}.
-    @ivar extraVariables: variables added to every request.
-    @ivar maxHeaderBytes: the cap on an application's response head.
-    @ivar maxRedirects: see L{DEFAULT_MAX_REDIRECTS}.
-    @ivar retryAfter: seconds in C{Retry-After} on 503s that carry one.
+    The options and the L{gatewayRequest} hook that L{FastCGIResource} and
+    L{txfastcgi.authorizer.FastCGIAuthorizer} share (they document the
+    attributes); C{_defaultEnvironmentOptions} applies when none are given.
     """
 
     isLeaf = True
+    _defaultEnvironmentOptions: ClassVar[EnvironmentOptions] = EnvironmentOptions()
 
     def __init__(
         self,
@@ -391,41 +392,14 @@ class FastCGIResource(Resource):
         self.documentRoot = documentRoot
         self.serverName = serverName
         self.environmentOptions = (
-            environmentOptions if environmentOptions is not None else EnvironmentOptions()
+            environmentOptions
+            if environmentOptions is not None
+            else self._defaultEnvironmentOptions
         )
         self.extraVariables = tuple(extraVariables)
         self.maxHeaderBytes = maxHeaderBytes
         self.maxRedirects = maxRedirects
         self.retryAfter = retryAfter
-
-    def render(self, request: Request) -> bytes | int:
-        """
-        Forward C{request} to the application.
-
-        @return: C{NOT_DONE_YET}; the answer is written as it arrives.
-        """
-        body, length = requestBody(request)
-        gateway = self.gatewayRequest(request, length)
-        if gateway is None:
-            log.info(
-                "Refusing unsafe path info in {uri} (dot segment, encoded slash or NUL)",
-                uri=cast(Any, request).uri.decode("latin-1"),
-            )
-            _renderError(
-                request, http.NOT_FOUND, "No Such Resource", "No such child resource."
-            )
-            return NOT_DONE_YET
-        exchange = FastCGIExchange(
-            request,
-            self.pool,
-            buildEnvironment(gateway, self.environmentOptions),
-            body=body,
-            onHead=self._onHead,
-            maxHeaderBytes=self.maxHeaderBytes,
-            retryAfter=self.retryAfter,
-        )
-        exchange.start()
-        return NOT_DONE_YET
 
     def gatewayRequest(
         self, request: Request, contentLength: int | None
@@ -448,6 +422,52 @@ class FastCGIResource(Resource):
             serverName=self.serverName,
             extraVariables=self.extraVariables,
         )
+
+
+class FastCGIResource(_GatewayResource):
+    """
+    A leaf resource that forwards each request to a FastCGI Responder and
+    streams its answer back (see the module docstring and
+    L{txfastcgi.exchange}).
+
+    Failures answer as SPEC.md Decision 8 says (503 with C{Retry-After} for
+    an overloaded application or pool, 502, 504); error bodies come from
+    L{twisted.web.pages.errorPage} and reveal nothing internal, the details
+    go to the log.
+
+    @ivar pool: the application's connection pool.
+    @ivar scriptFilename: C{SCRIPT_FILENAME}, if any.
+    @ivar documentRoot: C{DOCUMENT_ROOT} and the base of C{PATH_TRANSLATED}.
+    @ivar serverName: C{SERVER_NAME}, or L{None} to take the Host header's.
+    @ivar environmentOptions: see L{EnvironmentOptions}.
+    @ivar extraVariables: variables added to every request.
+    @ivar maxHeaderBytes: the cap on an application's response head.
+    @ivar maxRedirects: see L{DEFAULT_MAX_REDIRECTS}.
+    @ivar retryAfter: seconds in C{Retry-After} on 503s that carry one.
+    """
+
+    def render(self, request: Request) -> bytes | int:
+        """
+        Forward C{request} to the application.
+
+        @return: C{NOT_DONE_YET}; the answer is written as it arrives.
+        """
+        body, length = requestBody(request)
+        gateway = self.gatewayRequest(request, length)
+        if gateway is None:
+            _refuseUnsafePath(request, logger=log)
+            return NOT_DONE_YET
+        exchange = FastCGIExchange(
+            request,
+            self.pool,
+            buildEnvironment(gateway, self.environmentOptions),
+            body=body,
+            onHead=self._onHead,
+            maxHeaderBytes=self.maxHeaderBytes,
+            retryAfter=self.retryAfter,
+        )
+        exchange.start()
+        return NOT_DONE_YET
 
     def _onHead(self, exchange: FastCGIExchange, head: ResponseHead) -> None:
         if head.kind is LOCAL_REDIRECT and not exchange.clientGone:
