@@ -11,7 +11,7 @@ import pytest_twisted  # type: ignore[import-untyped]
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.internet.protocol import Factory, Protocol
-from twisted.internet.testing import StringTransport
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import capturedLogs
 from twisted.web.resource import Resource
 
@@ -333,3 +333,88 @@ def test_httpDateOncePerSecond(monkeypatch: Any) -> None:
     now[0] = 1_700_000_001.0
     assert httpDate() == real(1_700_000_001)
     assert formatted == [1_700_000_000, 1_700_000_001]
+
+
+class Pending(Resource):
+    """
+    Keeps each request open until the test finishes it.
+    """
+
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests: list[Any] = []
+
+    def render_GET(self, request: Any) -> int:
+        self.requests.append(request)
+        return NOT_DONE_YET
+
+
+def timedChannel(root: Resource, timeout: int = 60) -> tuple[Any, StringTransport, Any]:
+    clock = MemoryReactorClock()
+    protocol = GatewaySite(root, timeout=timeout, reactor=clock).buildProtocol(None)
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    return protocol, transport, clock
+
+
+def test_idleConnectionTimesOut() -> None:
+    """
+    A connection with no request for the site's timeout is closed.
+    """
+    protocol, transport, clock = timedChannel(Pending(), timeout=10)
+    clock.advance(9)
+    assert not transport.disconnecting
+    clock.advance(1)
+    assert transport.disconnecting
+
+
+def test_noTimeoutDuringRequest() -> None:
+    """
+    The idle timeout does not run while a request is handled, however long;
+    it starts again, whole, when the request is done.
+    """
+    root = Pending()
+    protocol, transport, clock = timedChannel(root, timeout=10)
+    protocol.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    clock.advance(35)
+    assert not transport.disconnecting
+    root.requests[0].finish()
+    clock.advance(9)
+    assert not transport.disconnecting
+    clock.advance(1)
+    assert transport.disconnecting
+
+
+def test_oneIdleTimerPerConnection() -> None:
+    """
+    Requests on a kept connection reuse one timer: no timer is made or
+    cancelled per request, and client bytes push the deadline back.
+    """
+    root = Pending()
+    protocol, transport, clock = timedChannel(root, timeout=10)
+    timers = list(clock.getDelayedCalls())
+    assert len(timers) == 1
+    for _ in range(3):
+        protocol.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        root.requests.pop().finish()
+        clock.advance(6)
+    assert list(clock.getDelayedCalls()) == timers
+    assert not transport.disconnecting
+    clock.advance(4)
+    assert transport.disconnecting
+
+
+def test_idleTimerStoppedWhenConnectionLost() -> None:
+    """
+    A lost connection leaves no timer behind, also when it was lost during
+    a request.
+    """
+    for duringRequest in (False, True):
+        root = Pending()
+        protocol, transport, clock = timedChannel(root)
+        if duringRequest:
+            protocol.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        protocol.connectionLost(Failure(ConnectionDone()))
+        assert clock.getDelayedCalls() == []

@@ -302,10 +302,58 @@ class DirectWriteChannel(http.HTTPChannel):
 
     def connectionLost(self, reason: failure.Failure = connectionDone) -> None:
         """
-        Drop what is held: nobody can read it any more.
+        Drop what is held: nobody can read it any more; stop the idle timer.
         """
         self._held = None
         super().connectionLost(reason)  # type: ignore[no-untyped-call]
+        self._stopIdleTimer()
+
+    # The idle timeout (twisted.web's TimeoutMixin) without a new timer per
+    # request: twisted.web suspends the timeout while a request is handled
+    # (setTimeout(None)) and sets it again when the request is done, which
+    # cancels one DelayedCall and makes another per request.  Here one timer
+    # lives as long as the connection: suspending leaves it armed (it does
+    # nothing if it fires while suspended), and setting it again moves it.
+
+    _idleTimer: Any = None
+
+    def setTimeout(self, period: int | None) -> int | None:
+        """
+        Set the idle timeout to C{period} seconds, or suspend it (L{None}).
+
+        @return: the previous period.
+        """
+        previous: int | None = self.timeOut
+        self.timeOut = period
+        timer = self._idleTimer
+        if period is None:
+            if timer is not None and not self.requests:
+                # Not a suspension for a request: the channel is done with
+                # its timer (connection lost, or handed over to HTTP/2).
+                self._stopIdleTimer()
+        elif timer is not None:
+            timer.reset(period)
+        else:
+            self._idleTimer = self.callLater(period, self._idleTimedOut)  # type: ignore[no-untyped-call]
+        return previous
+
+    def resetTimeout(self) -> None:
+        """
+        Restart the idle countdown (the client sent something).
+        """
+        timer = self._idleTimer
+        if timer is not None and self.timeOut is not None:
+            timer.reset(self.timeOut)
+
+    def _idleTimedOut(self) -> None:
+        self._idleTimer = None
+        if self.timeOut is not None:
+            self.timeoutConnection()  # type: ignore[no-untyped-call]
+
+    def _stopIdleTimer(self) -> None:
+        timer, self._idleTimer = self._idleTimer, None
+        if timer is not None and timer.active():
+            timer.cancel()
 
 
 def _directWriteChannelProtocol(factory: object) -> Any:
