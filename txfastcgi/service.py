@@ -93,6 +93,7 @@ from typing import Any, cast
 
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, DeferredList, TimeoutError, succeed
+from twisted.internet.error import ConnectionLost
 from twisted.logger import ILogObserver, Logger, LogPublisher, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.web.resource import IResource
@@ -269,6 +270,30 @@ def _switchUser(runAs: RunAs) -> None:
     os.setuid(runAs.uid)
 
 
+class _FinishWatch:
+    """
+    Stands in for the Deferred C{Request.notifyFinish} would return: tells
+    the site of the request's end, whichever way it ended.
+    """
+
+    __slots__ = ("_site", "_request")
+
+    def __init__(self, site: GatewayHTTPSite, request: Any) -> None:
+        self._site = site
+        self._request = request
+
+    def callback(self, result: object) -> None:
+        self._site._requestDone(result, self._request)
+
+    def errback(self, reason: object = None) -> None:
+        if not isinstance(reason, Failure):
+            # As Deferred.errback: whatever the connection was lost with.
+            if not isinstance(reason, BaseException):
+                reason = ConnectionLost()
+            reason = Failure(reason)  # type: ignore[no-untyped-call]
+        self._site._requestDone(reason, self._request)
+
+
 class GatewayHTTPSite(GatewaySite):
     """
     The gateway's site: a L{GatewaySite} of L{TimedRequest}s that writes
@@ -322,7 +347,14 @@ class GatewayHTTPSite(GatewaySite):
         """
         if request not in self.inFlight:
             self.inFlight.add(request)
-            request.notifyFinish().addBoth(self._requestDone, request)
+            notifications = getattr(request, "notifications", None)
+            if type(notifications) is list:
+                # What notifyFinish() would add, without a Deferred per
+                # request: finish calls callback(None), a lost connection
+                # errback(reason).
+                notifications.append(_FinishWatch(self, request))
+            else:
+                request.notifyFinish().addBoth(self._requestDone, request)
         resource: IResource = super().getResourceFor(request)  # type: ignore[no-untyped-call]
         return resource
 
