@@ -14,7 +14,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import pytest
 import pytest_twisted  # type: ignore[import-untyped]
 from twisted.internet.error import ProcessDone
 from twisted.internet.task import Clock

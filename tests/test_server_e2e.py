@@ -558,3 +558,111 @@ def test_phpDrainOnSigterm(phpServer: Server) -> None:
     error = (phpServer.directory / "error.log").read_text()
     assert "Shutdown: waiting up to 10.0 s for 1 requests in flight" in error
     assert error.index("requests in flight") < error.index("closing 1 connection pools")
+
+
+CGI_READER = """\
+#!{python}
+import hashlib, os, sys
+length = int(os.environ.get("CONTENT_LENGTH") or 0)
+digest = hashlib.sha256()
+got = 0
+while got < length:
+    data = sys.stdin.buffer.read(min(65536, length - got))
+    if not data:
+        break
+    digest.update(data)
+    got += len(data)
+sys.stdout.write("Content-Type: text/plain\\r\\n\\r\\n")
+sys.stdout.write("%d %s\\n" % (got, digest.hexdigest()))
+"""
+"""A CGI script reading C{CONTENT_LENGTH} bytes from its standard input and
+printing their length and SHA-256."""
+
+CGI_EARLY = "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\nearly\\n'\nexit 0\n"
+"""A CGI script answering without reading its standard input."""
+
+
+@pytest.fixture(scope="module")
+def cgiServer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """
+    A server with C{ScriptAlias /cgi-bin/} holding C{reader} (L{CGI_READER})
+    and C{early} (L{CGI_EARLY}); killed at the end.
+    """
+    if importlib.util.find_spec("txfastcgi.gateway") is None:
+        pytest.skip("txfastcgi.gateway (GatewayResource) has not landed yet")
+    directory = tmp_path_factory.mktemp("cgi")
+    (directory / "docroot").mkdir()
+    scripts = directory / "cgi-bin"
+    scripts.mkdir()
+    for name, text in [
+        ("reader", CGI_READER.format(python=sys.executable)),
+        ("early", CGI_EARLY),
+    ]:
+        (scripts / name).write_text(text)
+        os.chmod(scripts / name, 0o755)
+    port = freePort()
+    config = directory / "httpd.conf"
+    config.write_text(
+        f"""Listen 127.0.0.1:{port}
+DocumentRoot {directory}/docroot
+ScriptAlias /cgi-bin/ {scripts}/
+ErrorLog {directory}/error.log
+TransferLog {directory}/access.log
+"""
+    )
+    running = Server(directory, config, port)
+    try:
+        running.waitUntilListening()
+        yield running
+    finally:
+        running.kill()
+
+
+def cgiPost(server: Server, path: str, data: bytes) -> tuple[int, bytes]:
+    """
+    POST C{data} to C{path}; return the status and the body.
+    """
+    request = urllib.request.Request(f"http://127.0.0.1:{server.port}{path}", data=data)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def test_cgiBigPost(cgiServer: Server) -> None:
+    """
+    A multi-MiB POST body reaches a CGI script intact (streamed to its
+    standard input, not read into memory at once), and nothing goes wrong
+    in the log.
+    """
+    import hashlib
+
+    data = os.urandom(8 * 1024 * 1024 + 7)
+    status, answer = cgiPost(cgiServer, "/cgi-bin/reader", data)
+    assert status == 200, answer
+    assert answer == b"%d %s\n" % (len(data), hashlib.sha256(data).hexdigest().encode())
+    error = (cgiServer.directory / "error.log").read_text()
+    assert "Traceback" not in error
+
+
+def test_cgiExitsWithoutReading(cgiServer: Server) -> None:
+    """
+    A CGI script that answers without reading a multi-MiB body: the answer
+    arrives, the server logs one line about it and no traceback, and keeps
+    serving.
+    """
+    status, answer = cgiPost(cgiServer, "/cgi-bin/early", os.urandom(4 * 1024 * 1024))
+    assert (status, answer) == (200, b"early\n")
+    deadline = time.monotonic() + 10
+    error = ""
+    while time.monotonic() < deadline:
+        error = (cgiServer.directory / "error.log").read_text()
+        if "closed its input" in error:
+            break
+        time.sleep(0.1)
+    assert error.count("closed its input") == 1, error
+    assert "Traceback" not in error
+    status, answer = cgiPost(cgiServer, "/cgi-bin/reader", b"abc")
+    assert status == 200
+    assert answer.startswith(b"3 ")

@@ -1,0 +1,489 @@
+# -*- test-case-name: tests.test_cgiscript -*-
+"""
+Tests for L{txfastcgi.cgiscript}: a CGI script's request body is streamed
+to its standard input a chunk at a time, the transfer stops quietly when
+the script stops reading and when the client goes away, and its standard
+error is logged by lines.
+
+The first tests drive L{StreamingCGIProcessProtocol} with a fake process
+transport whose pipe the test drains (deterministic); the last ones run
+real scripts through L{GatewayResource} with the real reactor, bounded by
+timeouts.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import pytest_twisted  # type: ignore[import-untyped]
+from twisted.internet.defer import Deferred
+from twisted.internet.error import ProcessDone, ProcessTerminated
+from twisted.logger import LogEvent, capturedLogs
+from twisted.protocols.basic import FileSender
+from twisted.python.failure import Failure
+
+from tests.test_exchange import HTTPClient, events
+from txfastcgi.cgiscript import StreamingCGIProcessProtocol
+from txfastcgi.config import readConfig
+from txfastcgi.gateway import GatewayResource
+from txfastcgi.site import GatewaySite
+
+CHUNK = FileSender.CHUNK_SIZE
+BIG = 3 * 1024 * 1024 + 123
+TIMEOUT = 20
+
+READER = """\
+#!{python}
+import hashlib, os, sys
+length = int(os.environ.get("CONTENT_LENGTH") or 0)
+digest = hashlib.sha256()
+got = 0
+while got < length:
+    data = sys.stdin.buffer.read(min(65536, length - got))
+    if not data:
+        break
+    digest.update(data)
+    got += len(data)
+sys.stdout.write("Content-Type: text/plain\\r\\n\\r\\n")
+sys.stdout.write("%d %s\\n" % (got, digest.hexdigest()))
+"""
+"""A CGI script reading C{CONTENT_LENGTH} bytes and printing their length
+and SHA-256."""
+
+EARLY = "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\nearly\\n'\nexit 0\n"
+"""A CGI script answering without reading its input."""
+
+SLEEPER = "#!/bin/sh\nexec sleep 30\n"
+"""A CGI script that never reads its input nor answers."""
+
+
+def body(size: int) -> bytes:
+    """
+    C{size} bytes that are not all alike.
+    """
+    block = bytes(range(256)) * 16
+    return (block * (size // len(block) + 1))[:size]
+
+
+class RecordingFile:
+    """
+    A file-like wrapper recording the size of every read.
+
+    @ivar reads: the sizes of the reads, in order.
+    @ivar got: the bytes read in all.
+    """
+
+    def __init__(self, wrapped: Any) -> None:
+        self._wrapped = wrapped
+        self.reads: list[int] = []
+        self.got = 0
+
+    def read(self, size: int = -1) -> bytes:
+        """
+        Read from the wrapped file, recording the size.
+        """
+        self.reads.append(size)
+        data: bytes = self._wrapped.read(size)
+        self.got += len(data)
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._wrapped, name)
+
+
+class FakeProcess:
+    """
+    A process transport whose standard input pipe takes what was written
+    only when the test calls L{drain}, as L{twisted.internet.process.Process}
+    hands its stdin producer to the pipe's writer.
+
+    @ivar written: the writes to standard input, in order.
+    @ivar pending: bytes written since the last L{drain}.
+    @ivar stdinClosed: whether standard input was closed.
+    @ivar lost: whether C{loseConnection} was called.
+    @ivar signals: the signals sent.
+    """
+
+    pid: int | None = 4242
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+        self.pending = 0
+        self.maxPending = 0
+        self.producer: Any = None
+        self.stdinClosed = False
+        self.lost = False
+        self.signals: list[str] = []
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        """
+        Register the stdin producer; a pull producer is asked for data.
+        """
+        assert self.producer is None
+        if self.stdinClosed:
+            producer.stopProducing()
+            return
+        self.producer = producer
+        if not streaming:
+            producer.resumeProducing()
+
+    def unregisterProducer(self) -> None:
+        """
+        Forget the stdin producer.
+        """
+        self.producer = None
+
+    def write(self, data: bytes) -> None:
+        """
+        Write to standard input.
+        """
+        assert not self.stdinClosed
+        self.written.append(data)
+        self.pending += len(data)
+        self.maxPending = max(self.maxPending, self.pending)
+
+    def drain(self) -> None:
+        """
+        The script read what was written: ask the producer for more.
+        """
+        self.pending = 0
+        if self.producer is not None:
+            self.producer.resumeProducing()
+
+    def scriptClosedStdin(self) -> None:
+        """
+        The pipe broke (EPIPE): the producer is stopped, as a lost
+        L{twisted.internet.abstract.FileDescriptor} stops its producer.
+        """
+        self.stdinClosed = True
+        producer, self.producer = self.producer, None
+        if producer is not None:
+            producer.stopProducing()
+
+    def closeStdin(self) -> None:
+        """
+        Close standard input.
+        """
+        self.stdinClosed = True
+
+    def loseConnection(self) -> None:
+        """
+        Close every pipe.
+        """
+        self.lost = True
+        self.stdinClosed = True
+
+    def signalProcess(self, signal: str) -> None:
+        """
+        Record a signal.
+        """
+        self.signals.append(signal)
+
+    def pauseProducing(self) -> None:
+        """
+        Stop reading the script's output.
+        """
+
+    def resumeProducing(self) -> None:
+        """
+        Read the script's output again.
+        """
+
+
+class SpawnRecorder:
+    """
+    A reactor recording C{spawnProcess} calls.
+    """
+
+    def __init__(self) -> None:
+        self.spawned: list[Any] = []
+
+    def spawnProcess(self, protocol: Any, *args: Any, **kwargs: Any) -> None:
+        """
+        Record the protocol.
+        """
+        self.spawned.append(protocol)
+
+
+def cgiSite(root: Path, reactor: Any, scripts: dict[str, str]) -> GatewaySite:
+    """
+    A site serving C{scripts} (name: text) from C{/cgi-bin/} in C{root}.
+    """
+    (root / "docs").mkdir()
+    (root / "cgi-bin").mkdir()
+    for name, text in scripts.items():
+        path = root / "cgi-bin" / name
+        path.write_text(text)
+        os.chmod(path, 0o755)
+    (root / "httpd.conf").write_text(
+        f"ServerRoot {root}\nDocumentRoot {root}/docs\n"
+        f"ScriptAlias /cgi-bin/ {root}/cgi-bin/\n"
+    )
+    config = readConfig(str(root / "httpd.conf"), environ={})
+    return GatewaySite(GatewayResource(config, pools={}, reactor=reactor))
+
+
+def problems(logged: Sequence[LogEvent]) -> list[LogEvent]:
+    """
+    The events that report an error or carry a failure.
+    """
+    return [
+        e
+        for e in logged
+        if "log_failure" in e or getattr(e.get("log_level"), "name", "") in ("error", "critical")
+    ]
+
+
+def started(
+    tmp_path: Path, data: bytes, script: str = "reader"
+) -> tuple[HTTPClient, StreamingCGIProcessProtocol, RecordingFile, FakeProcess]:
+    """
+    POST C{data} to a CGI script and connect its protocol to a
+    L{FakeProcess}, the request's spool wrapped in a L{RecordingFile}.
+    """
+    reactor = SpawnRecorder()
+    site = cgiSite(tmp_path.resolve(), reactor, {script: "#!/bin/sh\n"})
+    client = HTTPClient(site)
+    client.get(b"/cgi-bin/" + script.encode(), method=b"POST", body=data)
+    [protocol] = reactor.spawned
+    assert isinstance(protocol, StreamingCGIProcessProtocol)
+    spool = RecordingFile(protocol.request.content)
+    protocol.request.content = spool
+    process = FakeProcess()
+    protocol.makeConnection(process)  # type: ignore[arg-type]
+    return client, protocol, spool, process
+
+
+def test_bodyStreamedInChunks(tmp_path: Path) -> None:
+    """
+    A multi-MiB body goes to standard input one chunk at a time: the spool
+    is read a chunk at a time, and only when the pipe has taken the
+    previous chunk; standard input is closed after the last byte.
+    """
+    data = body(BIG)
+    client, protocol, spool, process = started(tmp_path, data)
+    assert process.written == [data[:CHUNK]]
+    assert spool.reads == [CHUNK]
+    for _ in range(BIG // CHUNK + 2):
+        if process.stdinClosed:
+            break
+        assert not process.stdinClosed
+        process.drain()
+    assert process.stdinClosed
+    assert process.producer is None
+    assert b"".join(process.written) == data
+    assert max(spool.reads) <= CHUNK
+    assert process.maxPending <= CHUNK
+    protocol.outReceived(b"Content-Type: text/plain\r\n\r\nok")
+    protocol.processEnded(Failure(ProcessDone(0)))
+    response = client.response()
+    assert (response.status, response.body) == (200, b"ok")
+
+
+def test_emptyBodyClosesStdinAtOnce(tmp_path: Path) -> None:
+    """
+    Without a body, standard input is closed as the process starts.
+    """
+    client, protocol, spool, process = started(tmp_path, b"")
+    assert process.stdinClosed
+    assert process.written == []
+    assert process.producer is None
+
+
+def test_scriptStopsReading(tmp_path: Path) -> None:
+    """
+    A script that closes its standard input (or exits) before reading the
+    whole body stops the transfer with one info line and nothing worse;
+    its response is served.
+    """
+    data = body(BIG)
+    with capturedLogs() as logged:
+        client, protocol, spool, process = started(tmp_path, data)
+        process.drain()
+        process.scriptClosedStdin()
+        reads = len(spool.reads)
+        process.drain()
+        protocol.outReceived(b"Content-Type: text/plain\r\n\r\nearly")
+        protocol.processEnded(Failure(ProcessDone(0)))
+        gc.collect()
+    assert len(spool.reads) == reads == 2
+    assert len(events(logged, "closed its input")) == 1
+    assert problems(logged) == []
+    response = client.response()
+    assert (response.status, response.body) == (200, b"early")
+
+
+def test_clientGoesAway(tmp_path: Path) -> None:
+    """
+    When the client goes away mid-transfer, the transfer stops, the pipes
+    are closed and the script gets SIGTERM; its end is logged at info
+    level only.
+    """
+    data = body(BIG)
+    with capturedLogs() as logged:
+        client, protocol, spool, process = started(tmp_path, data)
+        process.drain()
+        client.disconnect()
+        assert process.signals == ["TERM"]
+        assert process.lost
+        assert process.producer is None
+        reads = len(spool.reads)
+        process.drain()
+        assert len(spool.reads) == reads
+        protocol.processEnded(Failure(ProcessTerminated(signal=15)))
+        gc.collect()
+    assert len(events(logged, "client went away")) == 1
+    assert problems(logged) == []
+
+
+def test_requestLostWithoutStopProducing(tmp_path: Path) -> None:
+    """
+    A lost request (its finish notification failing) ends the script even
+    if the channel did not stop its producer first.
+    """
+    client, protocol, spool, process = started(tmp_path, body(BIG))
+    client.protocol.connectionLost(Failure(ProcessDone(0)))
+    assert process.signals == ["TERM"]
+    assert process.producer is None
+
+
+def test_stderrLoggedByLines(tmp_path: Path) -> None:
+    """
+    Standard error is logged a line at a time with the script and the URI;
+    a line longer than C{maxStderrLine} is logged in pieces; nothing is
+    kept for the end of the script but a partial last line.
+    """
+    with capturedLogs() as logged:
+        client, protocol, spool, process = started(tmp_path, b"")
+        protocol.maxStderrLine = 8
+        protocol.errReceived(b"one\r\ntw")
+        protocol.errReceived(b"o\n0123456789abcdefXY")
+        assert protocol.errortext == b""
+        protocol.errReceived(b"tail")
+        protocol.outReceived(b"Content-Type: text/plain\r\n\r\nok")
+        protocol.processEnded(Failure(ProcessDone(0)))
+    lines = [(e["line"], e["script"], e["uri"]) for e in events(logged, "stderr")]
+    script = str(tmp_path.resolve() / "cgi-bin" / "reader")
+    assert lines == [
+        (line, script, "/cgi-bin/reader")
+        for line in ["one", "two", "01234567", "89abcdef", "XYtail"]
+    ]
+    assert events(logged, "Errors from CGI") == []
+
+
+# -- real scripts
+
+
+class SpawningReactor:
+    """
+    The real reactor's C{spawnProcess}, wrapping each request's spool in a
+    L{RecordingFile} first and remembering the protocol and the spool;
+    C{ended} fires with the reason's exception when the script ends.
+    """
+
+    def __init__(self) -> None:
+        from twisted.internet import reactor
+
+        self.reactor: Any = reactor
+        self.protocols: list[StreamingCGIProcessProtocol] = []
+        self.spools: list[RecordingFile] = []
+        self.spawned: Deferred[StreamingCGIProcessProtocol] = Deferred()
+        self.ended: Deferred[BaseException] = Deferred()
+
+    def spawnProcess(self, protocol: Any, *args: Any, **kwargs: Any) -> Any:
+        """
+        Spawn the script.
+        """
+        spool = RecordingFile(protocol.request.content)
+        protocol.request.content = spool
+        self.spools.append(spool)
+        processEnded = protocol.processEnded
+
+        def ended(reason: Failure) -> None:
+            processEnded(reason)
+            self.ended.callback(reason.value)
+
+        protocol.processEnded = ended
+        self.protocols.append(protocol)
+        process = self.reactor.spawnProcess(protocol, *args, **kwargs)
+        self.spawned.callback(protocol)
+        return process
+
+
+def within(d: Deferred[Any], reactor: Any) -> Deferred[Any]:
+    """
+    C{d}, failing after L{TIMEOUT} seconds.
+    """
+    return d.addTimeout(TIMEOUT, reactor)
+
+
+@pytest_twisted.ensureDeferred
+async def test_realScriptGetsBigBody(tmp_path: Path) -> None:
+    """
+    A real script reading C{CONTENT_LENGTH} bytes gets a multi-MiB body
+    intact, read from the spool a chunk at a time.
+    """
+    spawner = SpawningReactor()
+    site = cgiSite(tmp_path.resolve(), spawner, {"reader": READER.format(python=sys.executable)})
+    data = body(BIG)
+    client = HTTPClient(site)
+    client.get(b"/cgi-bin/reader", method=b"POST", body=data)
+    await within(client.currentRequest().notifyFinish(), spawner.reactor)
+    response = client.response()
+    assert response.status == 200
+    assert response.body == b"%d %s\n" % (BIG, hashlib.sha256(data).hexdigest().encode())
+    [spool] = spawner.spools
+    assert max(spool.reads) <= CHUNK
+    assert sum(1 for size in spool.reads if size) >= BIG // CHUNK
+
+
+@pytest_twisted.ensureDeferred
+async def test_realScriptExitsWithoutReading(tmp_path: Path) -> None:
+    """
+    A real script that answers and exits without reading a multi-MiB body
+    (more than a pipe holds): the response arrives, the transfer stops with
+    one info line, and no error is logged.
+    """
+    spawner = SpawningReactor()
+    site = cgiSite(tmp_path.resolve(), spawner, {"early": EARLY})
+    client = HTTPClient(site)
+    with capturedLogs() as logged:
+        client.get(b"/cgi-bin/early", method=b"POST", body=body(BIG))
+        await within(client.currentRequest().notifyFinish(), spawner.reactor)
+        gc.collect()
+    response = client.response()
+    assert (response.status, response.body) == (200, b"early\n")
+    [spool] = spawner.spools
+    assert spool.got < BIG
+    assert len(events(logged, "closed its input")) == 1
+    assert problems(logged) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_realClientGoesAway(tmp_path: Path) -> None:
+    """
+    A client going away while a real script (not reading) is being sent a
+    multi-MiB body: the transfer stops and the script is ended by SIGTERM,
+    with nothing worse than info lines logged.
+    """
+    spawner = SpawningReactor()
+    site = cgiSite(tmp_path.resolve(), spawner, {"sleeper": SLEEPER})
+    client = HTTPClient(site)
+    with capturedLogs() as logged:
+        client.get(b"/cgi-bin/sleeper", method=b"POST", body=body(BIG))
+        await within(spawner.spawned, spawner.reactor)
+        client.disconnect()
+        reason = await within(spawner.ended, spawner.reactor)
+        gc.collect()
+    assert isinstance(reason, ProcessTerminated)
+    assert reason.signal == 15
+    [spool] = spawner.spools
+    assert spool.got < BIG
+    assert len(events(logged, "client went away")) == 1
+    assert problems(logged) == []
+
