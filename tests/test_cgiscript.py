@@ -318,6 +318,46 @@ def test_scriptStopsReading(tmp_path: Path) -> None:
     assert (response.status, response.body) == (200, b"early")
 
 
+def test_oversizedHeadRefused(tmp_path: Path) -> None:
+    """
+    A response head still not ended after C{maxHeaderBytes} bytes is
+    refused: 502, one error line naming the script, the script ended;
+    nothing it writes after that reaches the client.
+    """
+    with capturedLogs() as logged:
+        client, protocol, spool, process = started(tmp_path, b"")
+        limit = protocol.maxHeaderBytes
+        protocol.outReceived(b"X-Long: " + b"a" * (limit // 2))
+        assert client.transport.value() == b""
+        protocol.outReceived(b"a" * (limit // 2))
+        protocol.outReceived(b"\r\n\r\nlate body")
+        protocol.processEnded(Failure(ProcessTerminated(signal=15)))
+    response = client.response()
+    assert response.status == 502
+    assert b"late body" not in client.transport.value()
+    assert b"aaaa" not in client.transport.value()
+    assert process.signals == ["TERM"] and process.lost
+    [refusal] = events(logged, "response head of more than")
+    assert refusal["limit"] == limit
+    assert len(problems(logged)) == 1
+
+
+def test_headUpToTheLimitAccepted(tmp_path: Path) -> None:
+    """
+    A head of up to C{maxHeaderBytes} bytes, in pieces, is accepted.
+    """
+    client, protocol, spool, process = started(tmp_path, b"")
+    limit = protocol.maxHeaderBytes
+    head = b"Content-Type: text/plain\r\nX-Long: " + b"b" * (limit - 40)
+    protocol.outReceived(head[: limit // 2])
+    protocol.outReceived(head[limit // 2 :])
+    protocol.outReceived(b"\r\n\r\nfine")
+    protocol.processEnded(Failure(ProcessDone(0)))
+    response = client.response()
+    assert (response.status, response.body) == (200, b"fine")
+    assert process.signals == []
+
+
 def test_clientGoesAway(tmp_path: Path) -> None:
     """
     When the client goes away mid-transfer, the transfer stops, the pipes

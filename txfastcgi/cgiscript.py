@@ -29,7 +29,11 @@ its standard error until it exits.  Here:
     C{FCGI_STDERR}; a line longer than L{DEFAULT_MAX_STDERR_LINE} bytes is
     logged in pieces.
 
-The response is parsed by twcgi (C{outReceived}), unchanged.
+The response is parsed by twcgi (C{outReceived}), with one bound: a
+response head still not ended after C{maxHeaderBytes} bytes
+(L{txfastcgi.cgiresponse.DEFAULT_MAX_HEADER_BYTES}, as for FastCGI
+applications) is refused: the client gets 502, the log says why, and the
+script is ended (twcgi would keep buffering it without limit).
 """
 
 from __future__ import annotations
@@ -41,8 +45,10 @@ from twisted.internet.error import ProcessExitedAlready
 from twisted.logger import Logger
 from twisted.protocols.basic import FileSender
 from twisted.python.failure import Failure
+from twisted.web import http, pages
 from twisted.web.twcgi import CGIProcessProtocol
 
+from txfastcgi.cgiresponse import DEFAULT_MAX_HEADER_BYTES
 from txfastcgi.exchange import DEFAULT_MAX_STDERR_LINE
 
 __all__ = ["StreamingCGIProcessProtocol"]
@@ -58,18 +64,27 @@ class StreamingCGIProcessProtocol(CGIProcessProtocol):
 
     @ivar script: the script's file name, for the log.
     @ivar maxStderrLine: see L{DEFAULT_MAX_STDERR_LINE}.
+    @ivar maxHeaderBytes: the most bytes of response head accepted.
     """
 
     def __init__(
-        self, request: Any, script: str, *, maxStderrLine: int = DEFAULT_MAX_STDERR_LINE
+        self,
+        request: Any,
+        script: str,
+        *,
+        maxStderrLine: int = DEFAULT_MAX_STDERR_LINE,
+        maxHeaderBytes: int = DEFAULT_MAX_HEADER_BYTES,
     ) -> None:
         """
         @param request: the request the script answers.
         @param script: the script's file name, for the log.
         @param maxStderrLine: see L{DEFAULT_MAX_STDERR_LINE}.
+        @param maxHeaderBytes: the most bytes of response head accepted.
         """
         self.script = script
         self.maxStderrLine = maxStderrLine
+        self.maxHeaderBytes = maxHeaderBytes
+        self._refused = False
         self._sender: FileSender | None = None
         self._stderrHeld = b""
         self._clientGone = False
@@ -173,6 +188,45 @@ class StreamingCGIProcessProtocol(CGIProcessProtocol):
             except ProcessExitedAlready:
                 pass
 
+    # -- the response
+
+    def outReceived(self, output: bytes) -> None:
+        """
+        Parse and pass on the script's output as twcgi does, refusing a
+        response head that grows past C{maxHeaderBytes}.
+
+        @param output: bytes the script wrote to its standard output.
+        """
+        if self._refused:
+            return
+        super().outReceived(output)  # type: ignore[no-untyped-call]
+        if self.handling_headers and len(self.headertext) > self.maxHeaderBytes:
+            self._refuseHead()
+
+    def _refuseHead(self) -> None:
+        """
+        Answer 502 for a response head over the limit and end the script.
+        """
+        self._refused = True
+        self.headertext = b""
+        log.error(
+            "CGI script {script} sent a response head of more than {limit} bytes "
+            "for {uri}; answering 502",
+            script=self.script,
+            limit=self.maxHeaderBytes,
+            uri=self._uri(),
+        )
+        request: Any = self.request
+        if not self._requestFinished and request.channel is not None:
+            request.unregisterProducer()
+            # Writes the page and finishes the request.
+            pages.errorPage(
+                http.BAD_GATEWAY,
+                "Bad Gateway",
+                "The script sent an invalid response.",
+            ).render(request)
+        self._endScript()
+
     # -- standard error
 
     def errReceived(self, data: bytes) -> None:
@@ -220,6 +274,8 @@ class StreamingCGIProcessProtocol(CGIProcessProtocol):
         """
         self._stopTransfer()
         self._flushStderr()
+        if self._refused:
+            return
         if self._clientGone:
             log.info(
                 "CGI script {script} for {uri} ended after the client went away "
