@@ -28,6 +28,7 @@ from twisted.protocols.basic import FileSender
 from twisted.python.failure import Failure
 
 from tests.test_exchange import HTTPClient, events
+from tests.test_server_e2e import CGI_READER
 from txfastcgi.cgiscript import StreamingCGIProcessProtocol
 from txfastcgi.config import readConfig
 from txfastcgi.gateway import GatewayResource
@@ -37,23 +38,8 @@ CHUNK = FileSender.CHUNK_SIZE
 BIG = 3 * 1024 * 1024 + 123
 TIMEOUT = 20
 
-READER = """\
-#!{python}
-import hashlib, os, sys
-length = int(os.environ.get("CONTENT_LENGTH") or 0)
-digest = hashlib.sha256()
-got = 0
-while got < length:
-    data = sys.stdin.buffer.read(min(65536, length - got))
-    if not data:
-        break
-    digest.update(data)
-    got += len(data)
-sys.stdout.write("Content-Type: text/plain\\r\\n\\r\\n")
-sys.stdout.write("%d %s\\n" % (got, digest.hexdigest()))
-"""
-"""A CGI script reading C{CONTENT_LENGTH} bytes and printing their length
-and SHA-256."""
+READER = CGI_READER
+
 
 EARLY = "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\nearly\\n'\nexit 0\n"
 """A CGI script answering without reading its input."""
@@ -395,8 +381,9 @@ def test_requestLostWithoutStopProducing(tmp_path: Path) -> None:
 def test_stderrLoggedByLines(tmp_path: Path) -> None:
     """
     Standard error is logged a line at a time with the script and the URI;
-    a line longer than C{maxStderrLine} is logged in pieces; nothing is
-    kept for the end of the script but a partial last line.
+    a partial line longer than C{maxStderrLine} is logged without waiting
+    for its newline; nothing is kept for the end of the script but a
+    partial last line.
     """
     with capturedLogs() as logged:
         client, protocol, spool, process = started(tmp_path, b"")
@@ -411,7 +398,7 @@ def test_stderrLoggedByLines(tmp_path: Path) -> None:
     script = str(tmp_path.resolve() / "cgi-bin" / "reader")
     assert lines == [
         (line, script, "/cgi-bin/reader")
-        for line in ["one", "two", "01234567", "89abcdef", "XYtail"]
+        for line in ["one", "two", "0123456789abcdefXY", "tail"]
     ]
     assert events(logged, "Errors from CGI") == []
 

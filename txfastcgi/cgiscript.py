@@ -26,8 +26,8 @@ its standard error until it exits.  Here:
     to answer.
   - Standard error is logged a line at a time, tagged with the script and
     the request URI, as L{txfastcgi.exchange} logs a FastCGI application's
-    C{FCGI_STDERR}; a line longer than L{DEFAULT_MAX_STDERR_LINE} bytes is
-    logged in pieces.
+    C{FCGI_STDERR}; a partial line longer than L{DEFAULT_MAX_STDERR_LINE}
+    bytes is logged without waiting for its newline.
 
 The response is parsed by twcgi (C{outReceived}), with one bound: a
 response head still not ended after C{maxHeaderBytes} bytes
@@ -49,7 +49,7 @@ from twisted.web import http, pages
 from twisted.web.twcgi import CGIProcessProtocol
 
 from txfastcgi.cgiresponse import DEFAULT_MAX_HEADER_BYTES
-from txfastcgi.exchange import DEFAULT_MAX_STDERR_LINE
+from txfastcgi.exchange import DEFAULT_MAX_STDERR_LINE, splitLines
 
 __all__ = ["StreamingCGIProcessProtocol"]
 
@@ -235,17 +235,9 @@ class StreamingCGIProcessProtocol(CGIProcessProtocol):
 
         @param data: bytes the script wrote to its standard error.
         """
-        held = self._stderrHeld
-        if held:
-            data = held + data
-        lines = data.split(b"\n")
-        held = lines.pop()
+        lines, self._stderrHeld = splitLines(self._stderrHeld, data, self.maxStderrLine)
         for line in lines:
             self._logStderr(line)
-        while len(held) > self.maxStderrLine:
-            self._logStderr(held[: self.maxStderrLine])
-            held = held[self.maxStderrLine :]
-        self._stderrHeld = held
 
     def _logStderr(self, line: bytes) -> None:
         if line.endswith(b"\r"):

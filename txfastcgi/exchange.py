@@ -514,17 +514,9 @@ class FastCGIExchange:
             request.write(data)
 
     def _stderr(self, data: bytes) -> None:
-        held = self._stderrHeld
-        if held:
-            data = held + data
-        lines = data.split(b"\n")
-        held = lines.pop()
+        lines, self._stderrHeld = splitLines(self._stderrHeld, data, self.maxStderrLine)
         for line in lines:
             self._logStderr(line)
-        if len(held) > self.maxStderrLine:
-            self._logStderr(held)
-            held = b""
-        self._stderrHeld = held
 
     def _logStderr(self, line: bytes) -> None:
         if line.endswith(b"\r"):
@@ -714,6 +706,28 @@ class FastCGIExchange:
 
     def _uri(self) -> str:
         return self.request.uri.decode("latin-1")
+
+
+def splitLines(held: bytes, data: bytes, maxLine: int) -> tuple[list[bytes], bytes]:
+    """
+    Split a stream (an application's STDERR, a CGI script's standard
+    error) into lines as it arrives.
+
+    @param held: the partial line left by the previous call.
+    @param data: the bytes that arrived.
+    @param maxLine: a partial line longer than this is returned as a line
+        without waiting for its newline (what is held stays bounded).
+    @return: the complete lines (without their LF; a CR before it is
+        left to the caller) and the partial line to hold.
+    """
+    if held:
+        data = held + data
+    lines = data.split(b"\n")
+    held = lines.pop()
+    if len(held) > maxLine:
+        lines.append(held)
+        held = b""
+    return lines, held
 
 
 class _DisconnectWatch:
