@@ -13,6 +13,7 @@ keeps in memory.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import io
 import os
@@ -20,6 +21,11 @@ from typing import Any, AsyncIterator
 
 import pytest
 import pytest_twisted  # type: ignore[import-untyped]
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+from twisted.internet import ssl
 from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
 from twisted.web.http import HTTPChannel
@@ -29,6 +35,8 @@ from twisted.python.failure import Failure
 from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool, ResponseDone
 from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
+from twisted.web.iweb import IPolicyForHTTPS
+from zope.interface import implementer  # type: ignore[import-untyped]
 from twisted.web.resource import Resource
 
 from tests import peers
@@ -161,27 +169,82 @@ class Body(Protocol):
             self.done.errback(reason)
 
 
+@implementer(IPolicyForHTTPS)
+class TLSMaterial:
+    """
+    A self-signed certificate for C{localhost}: the server's TLS options,
+    and a client policy trusting only it.
+    """
+
+    def __init__(self) -> None:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+        now = datetime.datetime.now(datetime.timezone.utc)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=2))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), False)
+            .sign(key, hashes.SHA256())
+        )
+        keyPEM = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+        self.certPEM = cert.public_bytes(serialization.Encoding.PEM)
+        self._server = ssl.PrivateCertificate.loadPEM(keyPEM + self.certPEM)
+
+    def serverOptions(self) -> Any:
+        """
+        The server side's context factory.
+        """
+        return self._server.options()
+
+    def creatorForNetloc(self, hostname: bytes, port: int) -> Any:
+        """
+        The client side: trust only this certificate.
+        """
+        return ssl.optionsForClientTLS(
+            hostname.decode("ascii"), trustRoot=ssl.Certificate.loadPEM(self.certPEM)
+        )
+
+
 class Gateway:
     """
     A L{GatewaySite} on 127.0.0.1 with a L{FastCGIResource} at C{/app}, and
     an L{Agent} to talk to it.
     """
 
-    def __init__(self, application: str, **resourceOptions: Any) -> None:
+    def __init__(
+        self, application: str, *, tls: TLSMaterial | None = None, **resourceOptions: Any
+    ) -> None:
         reactor = getReactor()
         self.pool = ConnectionPool(reactor, application, probeValues=False)
         root = Resource()
         root.putChild(b"app", FastCGIResource(self.pool, **resourceOptions))
         self.site = GatewaySite(root, maxRequestBodySize=1 << 30)
-        self.port = reactor.listenTCP(0, self.site, interface="127.0.0.1")
         self.httpPool = HTTPConnectionPool(reactor, persistent=False)
-        self.agent = Agent(reactor, pool=self.httpPool)
+        if tls is None:
+            self.scheme, self.host = "http", "127.0.0.1"
+            self.port = reactor.listenTCP(0, self.site, interface="127.0.0.1")
+            self.agent = Agent(reactor, pool=self.httpPool)
+        else:
+            self.scheme, self.host = "https", "localhost"
+            self.port = reactor.listenSSL(
+                0, self.site, tls.serverOptions(), interface="127.0.0.1"
+            )
+            self.agent = Agent(reactor, contextFactory=tls, pool=self.httpPool)
 
     def url(self, path: str) -> bytes:
         """
         The URL of C{path} on this gateway.
         """
-        return f"http://127.0.0.1:{self.port.getHost().port}{path}".encode()
+        return f"{self.scheme}://{self.host}:{self.port.getHost().port}{path}".encode()
 
     async def fetch(
         self, path: str, method: bytes = b"GET", body: Any = None, keep: int = 1 << 16
@@ -348,6 +411,49 @@ async def test_bigDownload(gateway: Gateway) -> None:
     assert body.length == BIG
     assert body.digest.hexdigest() == patternDigest(BIG)
     assert growth < BIG
+
+
+@pytest_twisted.async_yield_fixture
+async def tlsGateway(responder: Any) -> AsyncIterator[Gateway]:
+    """
+    A gateway over TLS in front of the responder.
+    """
+    gw = Gateway(responder.endpointDescription, tls=TLSMaterial(), documentRoot=b"/srv/docs")
+    yield gw
+    await gw.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_tlsEnvironment(tlsGateway: Gateway) -> None:
+    """
+    Over TLS the application sees C{HTTPS=on} and the https scheme, and the
+    answer arrives whole.
+    """
+    response, body = await tlsGateway.fetch("/app?env")
+    assert response.code == 200
+    env = dict(line.split(b"=", 1) for line in body.kept.splitlines())
+    assert env[b"HTTPS"] == b"on"
+    assert env[b"REQUEST_SCHEME"] == b"https"
+    assert env[b"SERVER_NAME"] == b"localhost"
+
+
+@pytest_twisted.ensureDeferred
+async def test_tlsDownloadAndUpload(tlsGateway: Gateway) -> None:
+    """
+    Over TLS (where responses are not written straight to the socket), a
+    4 MiB response and a 4 MiB request body go through intact.
+    """
+    size = 4 * 1024 * 1024
+    response, body = await tlsGateway.fetch(f"/app?size={size}")
+    assert response.code == 200
+    assert body.length == size
+    assert body.digest.hexdigest() == patternDigest(size)
+    producer = FileBodyProducer(PatternFile(size))
+    response, body = await tlsGateway.fetch("/app?echo", b"POST", producer, keep=0)
+    assert response.code == 200
+    assert header(response, b"X-Body-Length") == str(size).encode()
+    assert body.length == size
+    assert body.digest.hexdigest() == patternDigest(size)
 
 
 class RawClient(Protocol):
