@@ -307,8 +307,8 @@ def test_scriptStopsReading(tmp_path: Path) -> None:
 def test_oversizedHeadRefused(tmp_path: Path) -> None:
     """
     A response head still not ended after C{maxHeaderBytes} bytes is
-    refused: 502, one error line naming the script, the script ended;
-    nothing it writes after that reaches the client.
+    refused: 502, one error line naming the script and the reason, the
+    script ended; nothing it writes after that reaches the client.
     """
     with capturedLogs() as logged:
         client, protocol, spool, process = started(tmp_path, b"")
@@ -323,8 +323,8 @@ def test_oversizedHeadRefused(tmp_path: Path) -> None:
     assert b"late body" not in client.transport.value()
     assert b"aaaa" not in client.transport.value()
     assert process.signals == ["TERM"] and process.lost
-    [refusal] = events(logged, "response head of more than")
-    assert refusal["limit"] == limit
+    [refusal] = events(logged, "malformed response head")
+    assert str(limit) in refusal["reason"]
     assert len(problems(logged)) == 1
 
 
@@ -342,6 +342,88 @@ def test_headUpToTheLimitAccepted(tmp_path: Path) -> None:
     response = client.response()
     assert (response.status, response.body) == (200, b"fine")
     assert process.signals == []
+
+
+def answered(tmp_path: Path, output: bytes, path: bytes = b"/cgi-bin/reader") -> Any:
+    """
+    The response to a GET of a CGI script that writes C{output} and exits.
+    """
+    reactor = SpawnRecorder()
+    root = tmp_path.resolve()
+    site = cgiSite(root, reactor, {"reader": "#!/bin/sh\n"})
+    client = HTTPClient(site)
+    client.get(path)
+    [protocol] = reactor.spawned
+    protocol.makeConnection(FakeProcess())
+    protocol.outReceived(output)
+    protocol.processEnded(Failure(ProcessDone(0)))
+    return client.response()
+
+
+def test_statusAndHeaders(tmp_path: Path) -> None:
+    """
+    A script's Status and headers are applied as for a FastCGI
+    application: repeated headers kept, hop-by-hop headers dropped, LF-only
+    line ends accepted.
+    """
+    response = answered(
+        tmp_path,
+        b"Status: 404 Not Here\nContent-Type: text/plain\nX-A: 1\nX-A: 2\n"
+        b"Connection: close\nKeep-Alive: timeout=5\nTransfer-Encoding: gzip\n\nmissing",
+    )
+    assert (response.status, response.reason, response.body) == (404, b"Not Here", b"missing")
+    assert response.header(b"X-A") == [b"1", b"2"]
+    assert response.header(b"Connection") == []
+    assert response.header(b"Keep-Alive") == []
+    assert response.header(b"Transfer-Encoding") == [b"chunked"]
+
+
+def test_clientRedirect(tmp_path: Path) -> None:
+    """
+    A full-URL Location without Status is a 302 with a short body naming
+    it.
+    """
+    response = answered(tmp_path, b"Location: http://example.com/x?a=1\r\n\r\n")
+    assert response.status == 302
+    assert response.header(b"Location") == [b"http://example.com/x?a=1"]
+    assert b'href="http://example.com/x?a=1"' in response.body
+
+
+def test_localRedirect(tmp_path: Path) -> None:
+    """
+    A local-path Location is an internal redirect: the site serves a GET
+    for that path (here another script, with the query kept) and that is
+    the response; what the first script wrote after its head is dropped,
+    and its end finishes nothing.
+    """
+    reactor = SpawnRecorder()
+    site = cgiSite(tmp_path.resolve(), reactor, {"reader": "#!/bin/sh\n", "other": "#!/bin/sh\n"})
+    client = HTTPClient(site)
+    client.get(b"/cgi-bin/reader", method=b"POST", body=b"form")
+    [first] = reactor.spawned
+    first.makeConnection(FakeProcess())
+    first.outReceived(b"Location: /cgi-bin/other?x=1\r\n\r\nnot this")
+    [_, second] = reactor.spawned
+    assert second.request is first.request
+    assert (second.request.method, second.request.uri) == (b"GET", b"/cgi-bin/other?x=1")
+    second.makeConnection(FakeProcess())
+    first.outReceived(b" nor this")
+    first.processEnded(Failure(ProcessDone(0)))
+    second.outReceived(b"Content-Type: text/plain\r\n\r\nfrom other")
+    second.processEnded(Failure(ProcessDone(0)))
+    response = client.response()
+    assert (response.status, response.body) == (200, b"from other")
+
+
+def test_malformedHead(tmp_path: Path) -> None:
+    """
+    A header line without a colon is answered 502, the reason logged.
+    """
+    with capturedLogs() as logged:
+        response = answered(tmp_path, b"Content-Type: text/plain\r\nno colon here\r\n\r\nx")
+    assert response.status == 502
+    [refusal] = events(logged, "malformed response head")
+    assert refusal["script"].endswith("reader")
 
 
 def test_clientGoesAway(tmp_path: Path) -> None:

@@ -29,11 +29,16 @@ its standard error until it exits.  Here:
     C{FCGI_STDERR}; a partial line longer than L{DEFAULT_MAX_STDERR_LINE}
     bytes is logged without waiting for its newline.
 
-The response is parsed by twcgi (C{outReceived}), with one bound: a
-response head still not ended after C{maxHeaderBytes} bytes
-(L{txfastcgi.cgiresponse.DEFAULT_MAX_HEADER_BYTES}, as for FastCGI
-applications) is refused: the client gets 502, the log says why, and the
-script is ended (twcgi would keep buffering it without limit).
+The response head is parsed by L{txfastcgi.cgiresponse.ResponseHeadParser}
+and applied as for a FastCGI application (L{txfastcgi.exchange.writeResponseHead}):
+C{Status}, C{Location} (a full URL without C{Status} is a 302 with a short
+body when the script gave none; a local path is an internal redirect: the
+same site serves a GET for it, and the script's output is dropped),
+hop-by-hop headers dropped, C{Server}/C{Date} of the script's replacing
+Twisted's.  A malformed head, or one longer than C{maxHeaderBytes}
+(L{txfastcgi.cgiresponse.DEFAULT_MAX_HEADER_BYTES}), is answered 502 with the
+reason in the log, and the script is ended.  A script that ends before its
+head is complete gets twcgi's 500 ("Premature end of script headers").
 """
 
 from __future__ import annotations
@@ -48,8 +53,14 @@ from twisted.python.failure import Failure
 from twisted.web import http, pages
 from twisted.web.twcgi import CGIProcessProtocol
 
-from txfastcgi.cgiresponse import DEFAULT_MAX_HEADER_BYTES
-from txfastcgi.exchange import DEFAULT_MAX_STDERR_LINE, splitLines
+from txfastcgi.cgiresponse import (
+    DEFAULT_MAX_HEADER_BYTES,
+    LOCAL_REDIRECT,
+    MalformedResponseError,
+    ResponseHeadParser,
+)
+from txfastcgi.exchange import DEFAULT_MAX_STDERR_LINE, splitLines, writeResponseHead
+from txfastcgi.resource import DEFAULT_MAX_REDIRECTS, internalRedirect
 
 __all__ = ["StreamingCGIProcessProtocol"]
 
@@ -65,6 +76,7 @@ class StreamingCGIProcessProtocol(CGIProcessProtocol):
     @ivar script: the script's file name, for the log.
     @ivar maxStderrLine: see L{DEFAULT_MAX_STDERR_LINE}.
     @ivar maxHeaderBytes: the most bytes of response head accepted.
+    @ivar maxRedirects: internal redirects allowed per request.
     """
 
     def __init__(
@@ -74,17 +86,21 @@ class StreamingCGIProcessProtocol(CGIProcessProtocol):
         *,
         maxStderrLine: int = DEFAULT_MAX_STDERR_LINE,
         maxHeaderBytes: int = DEFAULT_MAX_HEADER_BYTES,
+        maxRedirects: int = DEFAULT_MAX_REDIRECTS,
     ) -> None:
         """
         @param request: the request the script answers.
         @param script: the script's file name, for the log.
         @param maxStderrLine: see L{DEFAULT_MAX_STDERR_LINE}.
         @param maxHeaderBytes: the most bytes of response head accepted.
+        @param maxRedirects: internal redirects allowed per request.
         """
         self.script = script
         self.maxStderrLine = maxStderrLine
         self.maxHeaderBytes = maxHeaderBytes
-        self._refused = False
+        self.maxRedirects = maxRedirects
+        self._parser = ResponseHeadParser(maxHeaderBytes)
+        self._state = "HEAD"
         self._sender: FileSender | None = None
         self._stderrHeld = b""
         self._clientGone = False
@@ -192,29 +208,58 @@ class StreamingCGIProcessProtocol(CGIProcessProtocol):
 
     def outReceived(self, output: bytes) -> None:
         """
-        Parse and pass on the script's output as twcgi does, refusing a
-        response head that grows past C{maxHeaderBytes}.
+        Parse the script's response head with L{ResponseHeadParser} (the
+        CGI/1.1 rules the FastCGI side follows), then pass its body on.
 
         @param output: bytes the script wrote to its standard output.
         """
-        if self._refused:
+        state = self._state
+        if state == "BODY":
+            if not self._clientGone:
+                self.request.write(output)
             return
-        super().outReceived(output)  # type: ignore[no-untyped-call]
-        if self.handling_headers and len(self.headertext) > self.maxHeaderBytes:
-            self._refuseHead()
+        if state != "HEAD":
+            return
+        try:
+            head = self._parser.feed(output)
+        except MalformedResponseError as e:
+            self._refuseHead(str(e))
+            return
+        if head is None:
+            return
+        self.handling_headers = 0
+        request: Any = self.request
+        if self._clientGone or self._requestFinished or request.channel is None:
+            self._state = "DISCARD"
+            return
+        if head.kind is LOCAL_REDIRECT:
+            assert head.location is not None
+            # Served again for the local path; the script's output is
+            # read to its end and dropped, its input no longer fed.
+            self._state = "REDIRECTED"
+            self._stopTransfer()
+            request.unregisterProducer()
+            internalRedirect(request, head.location, maxRedirects=self.maxRedirects)
+            return
+        if writeResponseHead(request, head):
+            self._state = "DISCARD"
+            return
+        self._state = "BODY"
+        if head.bodyStart:
+            request.write(head.bodyStart)
 
-    def _refuseHead(self) -> None:
+    def _refuseHead(self, reason: str) -> None:
         """
-        Answer 502 for a response head over the limit and end the script.
+        Answer 502 for a malformed response head and end the script.
         """
-        self._refused = True
-        self.headertext = b""
+        self._state = "REFUSED"
+        self.handling_headers = 0
         log.error(
-            "CGI script {script} sent a response head of more than {limit} bytes "
-            "for {uri}; answering 502",
+            "CGI script {script} sent a malformed response head for {uri} "
+            "({reason}); answering 502",
             script=self.script,
-            limit=self.maxHeaderBytes,
             uri=self._uri(),
+            reason=reason,
         )
         request: Any = self.request
         if not self._requestFinished and request.channel is not None:
@@ -266,7 +311,8 @@ class StreamingCGIProcessProtocol(CGIProcessProtocol):
         """
         self._stopTransfer()
         self._flushStderr()
-        if self._refused:
+        if self._state in ("REFUSED", "REDIRECTED"):
+            # The request was answered (502) or handed to another resource.
             return
         if self._clientGone:
             log.info(

@@ -179,6 +179,42 @@ def redirectBody(
     return text.encode("ascii", "xmlcharrefreplace")
 
 
+def writeResponseHead(request: Any, head: ResponseHead) -> bool:
+    """
+    Put an application's response head on C{request}: its status and
+    reason, its headers unmerged and in order (a C{Server} or C{Date} of the
+    application's replaces Twisted's), no default Content-Type; for a client
+    redirect without a body of its own, also write L{redirectBody}.
+
+    @param request: the HTTP request (nothing written to it yet).
+    @param head: the parsed head (L{txfastcgi.cgiresponse}).
+    @return: whether a generated body was written (the application's own
+        body must then be dropped).
+    """
+    request.setResponseCode(head.status, head.reason)
+    request.defaultContentType = None
+    headers = request.responseHeaders
+    replaced: set[bytes] | None = None
+    for name, value in head.headers:
+        if len(name) in (4, 6):
+            lower = name.lower()
+            if lower in _REPLACED_HEADERS:
+                if replaced is None:
+                    replaced = set()
+                if lower not in replaced:
+                    replaced.add(lower)
+                    headers.removeHeader(name)
+        headers.addRawHeader(name, value)
+    if not head.needsGeneratedBody:
+        return False
+    assert head.location is not None
+    body = redirectBody(head.location, head.status, head.reason)
+    headers.setRawHeaders(b"Content-Type", [b"text/html"])
+    headers.setRawHeaders(b"Content-Length", [b"%d" % (len(body),)])
+    request.write(body)
+    return True
+
+
 OnHead = Callable[["FastCGIExchange", ResponseHead], object]
 """What runs when the response head is complete: it must call
 L{FastCGIExchange.respond}, L{FastCGIExchange.discard} or
@@ -358,28 +394,9 @@ class FastCGIExchange:
             self.state = "DISCARD"
             return
         request: Any = self.request
-        request.setResponseCode(head.status, head.reason)
-        request.defaultContentType = None
-        headers = request.responseHeaders
-        replaced: set[bytes] | None = None
-        for name, value in head.headers:
-            if len(name) in (4, 6):
-                lower = name.lower()
-                if lower in _REPLACED_HEADERS:
-                    if replaced is None:
-                        replaced = set()
-                    if lower not in replaced:
-                        replaced.add(lower)
-                        headers.removeHeader(name)
-            headers.addRawHeader(name, value)
-        if head.needsGeneratedBody:
-            assert head.location is not None
-            body = redirectBody(head.location, head.status, head.reason)
-            headers.setRawHeaders(b"Content-Type", [b"text/html"])
-            headers.setRawHeaders(b"Content-Length", [b"%d" % (len(body),)])
+        if writeResponseHead(request, head):
             self.state = "DISCARD"
             self._finishAtEnd = True
-            request.write(body)
             return
         if (
             head.contentLength is not None

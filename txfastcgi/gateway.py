@@ -37,9 +37,10 @@ What serves each kind of L{Route}
     body goes to the script's standard input a chunk at a time, with
     backpressure, then standard input is closed; a script that stops
     reading ends the transfer quietly; a client going away stops it and
-    sends the script C{SIGTERM}; standard error is logged by lines.
-    Response parsing is twcgi's (C{CGIProcessProtocol}): a C{Location}
-    header is always a 302 (no internal redirect for CGI scripts).
+    sends the script C{SIGTERM}; standard error is logged by lines.  The
+    response head is parsed and applied by the same rules as a FastCGI
+    application's (C{Status}, C{Location} redirects, internal redirects,
+    hop-by-hop headers dropped, 502 for a malformed or oversized head).
   - L{RouteKind.STATIC}: a L{twisted.web.static.File} for that one file
     with the route's media type: ranges, C{If-Modified-Since}, C{HEAD}.
   - L{RouteKind.DIRECTORY}: the index file's route, served as an internal
