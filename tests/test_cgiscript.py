@@ -415,6 +415,38 @@ def test_localRedirect(tmp_path: Path) -> None:
     assert (response.status, response.body) == (200, b"from other")
 
 
+def test_contentLengthOverrun(tmp_path: Path) -> None:
+    """
+    Bytes beyond the script's Content-Length are dropped (logged once), so
+    they cannot read as the next response on a kept connection.
+    """
+    with capturedLogs() as logged:
+        response = answered(tmp_path, b"Content-Length: 3\r\n\r\nabcdef")
+    assert (response.status, response.body, response.complete) == (200, b"abc", True)
+    [warning] = events(logged, "more than its Content-Length")
+    assert warning["contentLength"] == 3
+
+
+def test_contentLengthShort(tmp_path: Path) -> None:
+    """
+    A script that ends short of its Content-Length gets the client
+    connection aborted (the truncation is visible), logged.
+    """
+    reactor = SpawnRecorder()
+    site = cgiSite(tmp_path.resolve(), reactor, {"reader": "#!/bin/sh\n"})
+    client = HTTPClient(site)
+    with capturedLogs() as logged:
+        client.get(b"/cgi-bin/reader")
+        [protocol] = reactor.spawned
+        protocol.makeConnection(FakeProcess())
+        protocol.outReceived(b"Content-Length: 10\r\n\r\nabc")
+        protocol.processEnded(Failure(ProcessDone(0)))
+    assert client.closed
+    assert client.response().complete is False
+    [error] = events(logged, "cut short")
+    assert error["missing"] == 7
+
+
 def test_malformedHead(tmp_path: Path) -> None:
     """
     A header line without a colon is answered 502, the reason logged.

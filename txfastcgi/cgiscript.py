@@ -59,7 +59,12 @@ from txfastcgi.cgiresponse import (
     MalformedResponseError,
     ResponseHeadParser,
 )
-from txfastcgi.exchange import DEFAULT_MAX_STDERR_LINE, splitLines, writeResponseHead
+from txfastcgi.exchange import (
+    DEFAULT_MAX_STDERR_LINE,
+    abortResponse,
+    splitLines,
+    writeResponseHead,
+)
 from txfastcgi.resource import DEFAULT_MAX_REDIRECTS, internalRedirect
 
 __all__ = ["StreamingCGIProcessProtocol"]
@@ -101,6 +106,9 @@ class StreamingCGIProcessProtocol(CGIProcessProtocol):
         self.maxRedirects = maxRedirects
         self._parser = ResponseHeadParser(maxHeaderBytes)
         self._state = "HEAD"
+        self._contentLength: int | None = None
+        self._remaining: int | None = None
+        self._overrun = False
         self._sender: FileSender | None = None
         self._stderrHeld = b""
         self._clientGone = False
@@ -215,8 +223,7 @@ class StreamingCGIProcessProtocol(CGIProcessProtocol):
         """
         state = self._state
         if state == "BODY":
-            if not self._clientGone:
-                self.request.write(output)
+            self._writeBody(output)
             return
         if state != "HEAD":
             return
@@ -245,8 +252,39 @@ class StreamingCGIProcessProtocol(CGIProcessProtocol):
             self._state = "DISCARD"
             return
         self._state = "BODY"
+        if (
+            head.contentLength is not None
+            and request.method != b"HEAD"
+            and head.status not in http.NO_BODY_CODES
+        ):
+            self._contentLength = self._remaining = head.contentLength
         if head.bodyStart:
-            request.write(head.bodyStart)
+            self._writeBody(head.bodyStart)
+
+    def _writeBody(self, data: bytes) -> None:
+        """
+        Pass body bytes on, no more than the Content-Length the script
+        announced: the rest is dropped (logged once), as it would read as
+        the start of the next response on a kept connection.
+        """
+        if self._clientGone:
+            return
+        remaining = self._remaining
+        if remaining is not None:
+            if len(data) > remaining:
+                if not self._overrun:
+                    self._overrun = True
+                    log.warn(
+                        "CGI script {script} wrote more than its Content-Length "
+                        "({contentLength}) for {uri}; dropping the rest",
+                        script=self.script,
+                        contentLength=self._contentLength,
+                        uri=self._uri(),
+                    )
+                data = data[:remaining]
+            self._remaining = remaining - len(data)
+        if data:
+            self.request.write(data)
 
     def _refuseHead(self, reason: str) -> None:
         """
@@ -313,6 +351,18 @@ class StreamingCGIProcessProtocol(CGIProcessProtocol):
         self._flushStderr()
         if self._state in ("REFUSED", "REDIRECTED"):
             # The request was answered (502) or handed to another resource.
+            return
+        if self._remaining and not self._clientGone and not self._requestFinished:
+            log.error(
+                "Response from CGI script {script} for {uri} cut short: it ended "
+                "{missing} bytes short of its Content-Length; closing the client "
+                "connection",
+                script=self.script,
+                uri=self._uri(),
+                missing=self._remaining,
+            )
+            self.request.unregisterProducer()
+            abortResponse(self.request)
             return
         if self._clientGone:
             log.info(

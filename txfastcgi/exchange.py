@@ -703,26 +703,36 @@ class FastCGIExchange:
             requestId=self.fastcgiRequest.requestId,
         )
         self._unregister()
-        request: Any = self.request
         if self._clientGoneNow():
             return
-        channel = request.channel
-        transport: Any
-        if isinstance(channel, http.HTTPChannel):
-            # Twisted's TCP abortConnection closes with SO_LINGER {1, 0}:
-            # the client gets a reset, even for a close-delimited body.
-            transport = channel.transport
-        else:
-            # HTTP/2: the stream itself aborts (RST_STREAM).
-            transport = channel
-        abort = getattr(transport, "abortConnection", None)
-        if abort is not None:
-            abort()
-        else:
-            transport.loseConnection()
+        abortResponse(self.request)
 
     def _uri(self) -> str:
         return self.request.uri.decode("latin-1")
+
+
+def abortResponse(request: Any) -> None:
+    """
+    Make a response that was cut short after its head visibly incomplete:
+    abort the client connection (over HTTP/2, the stream) instead of
+    finishing the request.
+
+    @param request: the HTTP request, its client still connected.
+    """
+    channel = request.channel
+    transport: Any
+    if isinstance(channel, http.HTTPChannel):
+        # Twisted's TCP abortConnection closes with SO_LINGER {1, 0}:
+        # the client gets a reset, even for a close-delimited body.
+        transport = channel.transport
+    else:
+        # HTTP/2: the stream itself aborts (RST_STREAM).
+        transport = channel
+    abort = getattr(transport, "abortConnection", None)
+    if abort is not None:
+        abort()
+    else:
+        transport.loseConnection()
 
 
 def splitLines(held: bytes, data: bytes, maxLine: int) -> tuple[list[bytes], bytes]:
