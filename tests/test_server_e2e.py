@@ -145,6 +145,19 @@ class Server:
         self.process.wait(timeout=STOP_TIMEOUT)
 
 
+def serving(directory: Path, config: Path, port: int) -> Iterator[Server]:
+    """
+    Start a L{Server}, yield it once it listens, kill it afterwards (for
+    fixtures: C{yield from serving(...)}).
+    """
+    running = Server(directory, config, port)
+    try:
+        running.waitUntilListening()
+        yield running
+    finally:
+        running.kill()
+
+
 def processesUnder(directory: Path) -> list[int]:
     """
     The pids of processes whose command line mentions C{directory}.
@@ -173,12 +186,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     directory = tmp_path_factory.mktemp("e2e")
     httpPort, appPort = freePort(), freePort()
     config = exampleCopy(directory, httpPort, appPort)
-    running = Server(directory, config, httpPort)
-    try:
-        running.waitUntilListening()
-        yield running
-    finally:
-        running.kill()
+    yield from serving(directory, config, httpPort)
 
 
 def counter(body: str) -> int:
@@ -403,12 +411,9 @@ SetHandler fastcgi-script
 </Location>
 """
     )
-    running = Server(directory, config, port)
     try:
-        running.waitUntilListening()
-        yield running
+        yield from serving(directory, config, port)
     finally:
-        running.kill()
         fpm.stop()
 
 
@@ -610,12 +615,7 @@ ErrorLog {directory}/error.log
 TransferLog {directory}/access.log
 """
     )
-    running = Server(directory, config, port)
-    try:
-        running.waitUntilListening()
-        yield running
-    finally:
-        running.kill()
+    yield from serving(directory, config, port)
 
 
 def cgiPost(server: Server, path: str, data: bytes) -> tuple[int, bytes]:

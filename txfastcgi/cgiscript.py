@@ -61,8 +61,8 @@ from txfastcgi.cgiresponse import (
 )
 from txfastcgi.exchange import (
     DEFAULT_MAX_STDERR_LINE,
+    LoggedLines,
     abortResponse,
-    splitLines,
     writeResponseHead,
 )
 from txfastcgi.resource import DEFAULT_MAX_REDIRECTS, internalRedirect
@@ -72,7 +72,7 @@ __all__ = ["StreamingCGIProcessProtocol"]
 log = Logger()
 
 
-class StreamingCGIProcessProtocol(CGIProcessProtocol):
+class StreamingCGIProcessProtocol(CGIProcessProtocol, LoggedLines):
     """
     A L{CGIProcessProtocol} streaming the request body to the script with
     backpressure and logging its standard error by lines (see the module
@@ -110,7 +110,6 @@ class StreamingCGIProcessProtocol(CGIProcessProtocol):
         self._remaining: int | None = None
         self._overrun = False
         self._sender: FileSender | None = None
-        self._stderrHeld = b""
         self._clientGone = False
         super().__init__(request)  # type: ignore[no-untyped-call]
 
@@ -318,13 +317,9 @@ class StreamingCGIProcessProtocol(CGIProcessProtocol):
 
         @param data: bytes the script wrote to its standard error.
         """
-        lines, self._stderrHeld = splitLines(self._stderrHeld, data, self.maxStderrLine)
-        for line in lines:
-            self._logStderr(line)
+        self._stderr(data)
 
     def _logStderr(self, line: bytes) -> None:
-        if line.endswith(b"\r"):
-            line = line[:-1]
         log.warn(
             "CGI script {script} stderr for {uri}: {line}",
             script=self.script,
@@ -332,11 +327,6 @@ class StreamingCGIProcessProtocol(CGIProcessProtocol):
             stream="stderr",
             line=line.decode("utf-8", "replace"),
         )
-
-    def _flushStderr(self) -> None:
-        if self._stderrHeld:
-            held, self._stderrHeld = self._stderrHeld, b""
-            self._logStderr(held)
 
     # -- the end
 

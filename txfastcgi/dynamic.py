@@ -744,14 +744,7 @@ class DynamicApplicationManager(Service):
         dynamicClass = self._classFor(path)
         waiter = _Waiter(factory, self._clock.seconds(), dynamicClass)
         dynamicClass.waiters.append(waiter)
-        wanted = not dynamicClass.running
-        if wanted:
-            self._wantProcess(
-                dynamicClass, "on demand: no process is running", StartKind.ON_DEMAND
-            )
-        self._dispatch(dynamicClass)
-        if wanted:
-            self._evaluate()
+        self._serveWaiters(dynamicClass)
         return waiter.deferred
 
     def _classFor(self, path: str) -> _DynamicClass:

@@ -251,8 +251,44 @@ class CGIEnvironmentView(Mapping[str, str]):
         return len(self._variables())
 
 
+class LoggedLines:
+    """
+    Mixin: a stream (an application's STDERR, a CGI script's standard
+    error) logged a line at a time as it arrives.  C{_stderr} takes bytes,
+    C{_flushStderr} logs a partial last line at the end; each line (without
+    its LF or CRLF) goes to C{_logStderr}, which the class defines.  A
+    partial line longer than C{maxStderrLine} is logged without waiting for
+    its newline, so what is held stays bounded.
+    """
+
+    maxStderrLine: int
+    _stderrHeld = b""
+
+    def _stderr(self, data: bytes) -> None:
+        held = self._stderrHeld
+        if held:
+            data = held + data
+        lines = data.split(b"\n")
+        held = lines.pop()
+        if len(held) > self.maxStderrLine:
+            lines.append(held)
+            held = b""
+        self._stderrHeld = held
+        for line in lines:
+            self._logStderr(line[:-1] if line.endswith(b"\r") else line)
+
+    def _flushStderr(self) -> None:
+        held = self._stderrHeld
+        if held:
+            self._stderrHeld = b""
+            self._logStderr(held[:-1] if held.endswith(b"\r") else held)
+
+    def _logStderr(self, line: bytes) -> None:
+        raise NotImplementedError
+
+
 @implementer(IPushProducer)
-class FastCGIExchange:
+class FastCGIExchange(LoggedLines):
     """
     One HTTP request forwarded as one FastCGI request; see the module
     docstring for the states.
@@ -323,7 +359,6 @@ class FastCGIExchange:
         self._registered = False
         self._finishAtEnd = False
         self._remaining: int | None = None
-        self._stderrHeld = b""
         self._aborted = False
         self._endWaiters: list[Deferred[None]] | None = None
 
@@ -530,14 +565,7 @@ class FastCGIExchange:
         if request.channel is not None:
             request.write(data)
 
-    def _stderr(self, data: bytes) -> None:
-        lines, self._stderrHeld = splitLines(self._stderrHeld, data, self.maxStderrLine)
-        for line in lines:
-            self._logStderr(line)
-
     def _logStderr(self, line: bytes) -> None:
-        if line.endswith(b"\r"):
-            line = line[:-1]
         self.log.warn(
             "FastCGI application {backend} stderr for {uri}: {line}",
             backend=self.backend,
@@ -546,11 +574,6 @@ class FastCGIExchange:
             stream="stderr",
             line=line.decode("utf-8", "replace"),
         )
-
-    def _flushStderr(self) -> None:
-        if self._stderrHeld:
-            held, self._stderrHeld = self._stderrHeld, b""
-            self._logStderr(held)
 
     def _over(self, result: RequestResult | None, error: BaseException | None) -> None:
         if error is None:
@@ -733,28 +756,6 @@ def abortResponse(request: Any) -> None:
         abort()
     else:
         transport.loseConnection()
-
-
-def splitLines(held: bytes, data: bytes, maxLine: int) -> tuple[list[bytes], bytes]:
-    """
-    Split a stream (an application's STDERR, a CGI script's standard
-    error) into lines as it arrives.
-
-    @param held: the partial line left by the previous call.
-    @param data: the bytes that arrived.
-    @param maxLine: a partial line longer than this is returned as a line
-        without waiting for its newline (what is held stays bounded).
-    @return: the complete lines (without their LF; a CR before it is
-        left to the caller) and the partial line to hold.
-    """
-    if held:
-        data = held + data
-    lines = data.split(b"\n")
-    held = lines.pop()
-    if len(held) > maxLine:
-        lines.append(held)
-        held = b""
-    return lines, held
 
 
 class _DisconnectWatch:
